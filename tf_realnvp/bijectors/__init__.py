@@ -1,0 +1,15 @@
+"""RealNVP bijectors, composable with `tfp.bijectors`."""
+
+from tf_realnvp.bijectors.affine_coupling import AffineCoupling
+from tf_realnvp.bijectors.factor_out import FactorOut
+from tf_realnvp.bijectors.logit import LogitPreprocessing
+from tf_realnvp.bijectors.masks import alternating_mask
+from tf_realnvp.bijectors.masks import channel_mask
+from tf_realnvp.bijectors.masks import checkerboard_mask
+from tf_realnvp.bijectors.one_pass import OnePassBijector
+from tf_realnvp.bijectors.squeeze import Squeeze
+
+__all__ = [
+    'AffineCoupling', 'FactorOut', 'LogitPreprocessing', 'OnePassBijector',
+    'Squeeze', 'alternating_mask', 'channel_mask', 'checkerboard_mask',
+]

@@ -1,0 +1,131 @@
+"""Masked affine coupling layer (Dinh et al., 2017, eq. 6-9 and 12)."""
+
+import numpy as np
+import tensorflow as tf
+
+from tf_realnvp.bijectors.one_pass import OnePassBijector
+
+
+class AffineCoupling(OnePassBijector):
+  """Affine coupling `y = b*x + (1-b)*(x*exp(s(b*x)) + t(b*x))`.
+
+  With a binary mask `b` (see `masks.py`) and a conditioner `(t, s) = net(b*x)`:
+
+      forward:  y = b*x + (1-b) * (x * exp(s) + t)
+      inverse:  x = b*y + (1-b) * (y - t) * exp(-s)       (b*x == b*y)
+      log|det dy/dx| = sum_i (1-b_i) s_i
+
+  The Jacobian is triangular once the variables are ordered with the kept ones
+  first, so the log-det is the sum of the log-scales of the transformed entries
+  (Dinh et al. 2017, eq. 6). A conditioner that returns `s = None` makes the
+  layer additive (NICE, Dinh et al. 2015): `y = x + (1-b) t`, log-det 0.
+
+  The coupling knows nothing about networks: `conditioner` is any callable (a
+  Keras layer here) mapping a masked event batch to `(shift, log_scale)`, each
+  of the event's shape. Its outputs are cast to the input dtype, so a
+  conditioner may compute in bfloat16 while the coupling arithmetic and the
+  log-det stay in float32.
+
+  #### Examples
+
+  ```python
+  mask = masks.checkerboard_mask(8, 8, 3, parity=0)
+  layer = AffineCoupling(mask, networks.ResNetConditioner(mask.shape))
+  z = layer.forward(x)   # x: [batch, 8, 8, 3]
+  ```
+
+  #### References
+
+  [1]: Laurent Dinh, Jascha Sohl-Dickstein, Samy Bengio. Density estimation
+       using Real NVP. ICLR 2017. https://arxiv.org/abs/1605.08803
+  [2]: Laurent Dinh, David Krueger, Yoshua Bengio. NICE: Non-linear Independent
+       Components Estimation. ICLR 2015 workshop. https://arxiv.org/abs/1410.8516
+  """
+
+  def __init__(self, mask, conditioner, additive=False, validate_args=False,
+               name='affine_coupling'):
+    """Builds the coupling.
+
+    Args:
+      mask: array of 0/1 of the event's shape; 1 marks entries kept unchanged.
+      conditioner: callable `b*x -> (shift, log_scale)`; a Keras layer is built
+        here on a batch of one so its variables exist and are tracked.
+      additive: whether the conditioner returns `log_scale=None` (NICE).
+      validate_args: Python `bool`, whether to check inputs at run time.
+      name: name of the bijector.
+    """
+    parameters = dict(locals())
+    mask = np.asarray(mask, dtype=np.float32)
+    if not np.all((mask == 0) | (mask == 1)):
+      raise ValueError('mask must hold only 0 and 1.')
+    self._event_shape = tf.TensorShape(mask.shape)
+    self._mask = mask
+    self._additive = additive
+    with tf.name_scope(name) as scope:
+      if hasattr(conditioner, 'built') and not conditioner.built:
+        conditioner(tf.zeros((1,) + mask.shape, getattr(
+            conditioner, 'compute_dtype', 'float32')))
+      # Keras 3 variables are invisible to `tf.Module` discovery; track their
+      # underlying `tf.Variable`s here and keep the layer itself out of
+      # checkpoints so every weight is saved once.
+      self._conditioner = self._no_dependency(conditioner)
+      self._conditioner_variables = tuple(
+          getattr(v, 'value', v) for v in getattr(conditioner, 'weights', ()))
+      super().__init__(
+          forward_min_event_ndims=mask.ndim,
+          is_constant_jacobian=additive,
+          validate_args=validate_args,
+          parameters=parameters,
+          name=scope)
+
+  @property
+  def mask(self):
+    return self._mask
+
+  @property
+  def conditioner(self):
+    return self._conditioner
+
+  @property
+  def additive(self):
+    return self._additive
+
+  def _shift_and_log_scale(self, kept, dtype):
+    """Runs the conditioner on the kept entries; zeroes its outputs there."""
+    self._check_event_shape(kept)
+    shift, log_scale = self._conditioner(kept)
+    transformed = 1. - tf.constant(self._mask, dtype)
+    shift = tf.cast(shift, dtype) * transformed
+    if self._additive:
+      if log_scale is not None:
+        raise ValueError('An additive coupling needs a conditioner that '
+                         'returns log_scale=None.')
+      return shift, None
+    return shift, tf.cast(log_scale, dtype) * transformed
+
+  def _check_event_shape(self, x):
+    ndims = self._event_shape.rank
+    if x.shape.rank is not None and (
+        x.shape.rank < ndims
+        or not self._event_shape.is_compatible_with(x.shape[-ndims:])):
+      raise ValueError(
+          f'{self.name}: expected events of shape {self._event_shape} '
+          f'(rank {ndims}) at the end of the input shape, got {x.shape}.')
+
+  def _sum_event(self, log_scale, like):
+    axes = list(range(-self._event_shape.rank, 0))
+    if log_scale is None:
+      return tf.zeros(tf.shape(like)[:-self._event_shape.rank], like.dtype)
+    return tf.reduce_sum(log_scale, axis=axes)
+
+  def _forward_and_log_det(self, x):
+    shift, log_scale = self._shift_and_log_scale(
+        x * tf.constant(self._mask, x.dtype), x.dtype)
+    y = x + shift if log_scale is None else x * tf.exp(log_scale) + shift
+    return y, self._sum_event(log_scale, x)
+
+  def _inverse_and_log_det(self, y):
+    shift, log_scale = self._shift_and_log_scale(
+        y * tf.constant(self._mask, y.dtype), y.dtype)
+    x = y - shift if log_scale is None else (y - shift) * tf.exp(-log_scale)
+    return x, -self._sum_event(log_scale, y)

@@ -1,0 +1,204 @@
+"""RealNVP as a TFP distribution: the multi-scale flow of Dinh et al. (2017)."""
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tf_realnvp import networks
+from tf_realnvp.bijectors import masks
+from tf_realnvp.bijectors.affine_coupling import AffineCoupling
+from tf_realnvp.bijectors.factor_out import FactorOut
+from tf_realnvp.bijectors.logit import LogitPreprocessing
+from tf_realnvp.bijectors.squeeze import Squeeze
+
+tfb = tfp.bijectors
+tfd = tfp.distributions
+
+COUPLINGS = ('affine', 'additive')
+
+
+def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
+            num_coupling_layers=8, hidden_units=(128, 128), coupling='affine',
+            alpha=0.05, dtype=tf.float32, network_dtype=None,
+            validate_args=True, name='RealNVP'):
+  """A RealNVP flow: `tfd.TransformedDistribution` over a standard Normal.
+
+  With `f` the data-to-latent map built from coupling layers,
+
+      log p(x) = log N(f(x); 0, I) + log|det df/dx|,      x = f^{-1}(z), z ~ N(0, I)
+
+  The returned distribution's `bijector` is `Invert(f)` (TFP's bijectors map
+  base samples to data), so `flow.bijector.inverse(x)` is `z = f(x)`.
+
+  Images, `event_shape = (H, W, C)`: `f` is the logit preprocessing followed by
+  the multi-scale architecture of the paper (Sec. 3.6, 4.1). Each scale but
+  the last applies 3 checkerboard couplings (even, odd, even), a squeeze to
+  `(H/2, W/2, 4C)`, 3 channel couplings (first, second, first half), then
+  factors out half the channels and hands the rest to the next scale, whose
+  ResNets have twice the feature maps; the last scale applies 4 checkerboard
+  couplings. Each scale ends by undoing its squeeze, so the latent has the
+  data's shape. The density is over dequantized intensities in `[0, 256)^D`
+  (see `LogitPreprocessing` and `bits_per_dim`); samples are in pixel units.
+  The defaults are the paper's CIFAR-10 model: 2 scales, 8 residual blocks,
+  64 feature maps.
+
+  Vectors, `event_shape = (D,)`: `num_coupling_layers` couplings with
+  alternating masks (`[1, 0]`, `[0, 1]`, ... in 2-D) and MLP conditioners.
+
+  Args:
+    event_shape: `(H, W, C)` for images or `(D,)` for vectors.
+    num_scales: images: scales of the multi-scale architecture; H and W must
+      be divisible by `2**(num_scales - 1)` and the last scale at least 2x2.
+    num_res_blocks: images: residual blocks per s/t network.
+    num_filters: images: feature maps of the first scale's s/t networks.
+    num_coupling_layers: vectors: number of coupling layers.
+    hidden_units: vectors: hidden widths of each s/t MLP.
+    coupling: `'affine'` (RealNVP) or `'additive'` (NICE, volume preserving).
+    alpha: images: the logit preprocessing's `alpha`.
+    dtype: float dtype of the distribution.
+    network_dtype: dtype policy of the s/t networks, e.g. `'mixed_bfloat16'`;
+      defaults to `dtype`. Coupling arithmetic and log-dets stay in `dtype`.
+    validate_args: whether to check inputs at run time (pixel range). XLA
+      drops such checks inside compiled code.
+    name: name of the distribution.
+
+  Returns:
+    A `tfd.TransformedDistribution` with event shape `event_shape`.
+
+  Raises:
+    ValueError, TypeError: for an event shape or setting the flow cannot use.
+
+  #### References
+
+  [1]: Laurent Dinh, Jascha Sohl-Dickstein, Samy Bengio. Density estimation
+       using Real NVP. ICLR 2017. https://arxiv.org/abs/1605.08803
+  """
+  dtype = tf.as_dtype(dtype)
+  if not dtype.is_floating:
+    raise TypeError(f'dtype must be a floating dtype, got {dtype.name}.')
+  if coupling not in COUPLINGS:
+    raise ValueError(f'coupling must be one of {COUPLINGS}, got {coupling!r}.')
+  event_shape = _check_event_shape(event_shape)
+  settings = dict(additive=coupling == 'additive',
+                  network_dtype=network_dtype or dtype.name,
+                  validate_args=validate_args)
+  with tf.name_scope(name):
+    if len(event_shape) == 3:
+      _check_scales(event_shape, num_scales)
+      data_to_latent = _sequence([
+          LogitPreprocessing(alpha=alpha, validate_args=validate_args),
+          _scale(event_shape, num_scales, num_res_blocks, num_filters,
+                 **settings)])
+    else:
+      data_to_latent = _sequence([
+          _coupling(masks.alternating_mask(event_shape[0], parity=i % 2),
+                    networks.MLPConditioner, hidden_units=hidden_units,
+                    **settings)
+          for i in range(num_coupling_layers)])
+    base = tfd.Sample(tfd.Normal(tf.zeros([], dtype), tf.ones([], dtype)),
+                      sample_shape=event_shape)
+    return tfd.TransformedDistribution(
+        base, tfb.Invert(data_to_latent), validate_args=validate_args,
+        name=name)
+
+
+def with_temperature(flow, temperature):
+  """The same flow over a base `N(0, temperature^2 I)`, for sampling.
+
+  Temperatures below 1 trade diversity for sample quality (Kingma & Dhariwal,
+  2018). The returned distribution shares `flow`'s bijector and weights.
+  """
+  if not temperature > 0:
+    raise ValueError(f'temperature must be positive, got {temperature}.')
+  dtype = flow.dtype
+  base = tfd.Sample(
+      tfd.Normal(tf.zeros([], dtype), tf.constant(temperature, dtype)),
+      sample_shape=flow.event_shape)
+  return tfd.TransformedDistribution(base, flow.bijector, name=flow.name)
+
+
+def couplings(flow):
+  """Every `AffineCoupling` inside `flow` (a distribution or bijector)."""
+  return [m for m in flow.submodules if isinstance(m, AffineCoupling)]
+
+
+def weight_scale_l2(flow):
+  """Sum of squares of the s/t networks' weight-normalization gains.
+
+  The paper trains with `5e-5 * weight_scale_l2(flow)` added to the negative
+  log-likelihood (Dinh et al. 2017, Sec. 4.1).
+  """
+  gains = [g for layer in couplings(flow)
+           for g in layer.conditioner.scale_weights]
+  return tf.add_n([tf.reduce_sum(tf.square(g)) for g in gains])
+
+
+def _sequence(bijectors):
+  """`tfb.Chain` that applies `bijectors` in list order (first one first)."""
+  return tfb.Chain(list(reversed(bijectors)))
+
+
+def _coupling(mask, conditioner_class, additive, network_dtype, validate_args,
+              **network_kwargs):
+  conditioner = conditioner_class(
+      mask.shape[-1], additive=additive, dtype=network_dtype, **network_kwargs)
+  return AffineCoupling(mask, conditioner, additive=additive,
+                        validate_args=validate_args)
+
+
+def _scale(shape, num_scales, num_blocks, num_filters, **settings):
+  """Data-to-latent map of one scale and, through `FactorOut`, all later ones."""
+  height, width, channels = shape
+  resnet = dict(conditioner_class=networks.ResNetConditioner,
+                num_blocks=num_blocks, num_filters=num_filters, **settings)
+  if num_scales == 1:
+    return _sequence([
+        _coupling(masks.checkerboard_mask(height, width, channels, i % 2),
+                  **resnet) for i in range(4)])
+  squeezed = (height // 2, width // 2, 4 * channels)
+  next_scale = (height // 2, width // 2, 2 * channels)
+  return _sequence(
+      [_coupling(masks.checkerboard_mask(height, width, channels, i % 2),
+                 **resnet) for i in range(3)]
+      + [Squeeze()]
+      + [_coupling(masks.channel_mask(*squeezed, i % 2), **resnet)
+         for i in range(3)]
+      + [FactorOut(_scale(next_scale, num_scales - 1, num_blocks,
+                          2 * num_filters, **settings)),
+         tfb.Invert(Squeeze())])
+
+
+def _check_event_shape(event_shape):
+  try:
+    event_shape = tuple(int(d) for d in event_shape)
+  except (TypeError, ValueError):
+    raise ValueError(
+        f'event_shape must be a tuple of ints, got {event_shape!r}.') from None
+  if len(event_shape) not in (1, 3):
+    raise ValueError(
+        'event_shape must be (H, W, C) for images or (D,) for vectors, got '
+        f'{event_shape} (rank {len(event_shape)}).')
+  if len(event_shape) == 1 and event_shape[0] < 2:
+    raise ValueError(
+        f'Vector events need at least 2 dimensions to couple, got {event_shape}.')
+  if len(event_shape) == 3 and event_shape[-1] < 1:
+    raise ValueError(
+        f'Images need at least one channel, got event_shape={event_shape}.')
+  return event_shape
+
+
+def _check_scales(event_shape, num_scales):
+  height, width, _ = event_shape
+  if num_scales < 1:
+    raise ValueError(f'num_scales must be at least 1, got {num_scales}.')
+  factor = 2 ** (num_scales - 1)
+  if height % factor or width % factor:
+    raise ValueError(
+        f'With num_scales={num_scales} the image is squeezed {num_scales - 1} '
+        f'times, so height and width must be divisible by {factor}; got '
+        f'{height}x{width}.')
+  if min(height, width) // factor < 2:
+    raise ValueError(
+        f'{height}x{width} images are too small for num_scales={num_scales}: '
+        f'the last scale would be {height // factor}x{width // factor}, and a '
+        'checkerboard coupling needs at least 2x2. Use fewer scales.')
+
