@@ -49,12 +49,16 @@ class FactorOut(OnePassBijector):
 
   def _forward_and_log_det(self, x):
     kept, rest = self._split(x)
-    y = tf.concat([kept, self._bijector.forward(rest)], axis=-1)
-    return y, self._bijector.forward_log_det_jacobian(
+    # Hold the inner output until its log-det is read: TFP's cache drops an
+    # entry (and the log-det computed with it) once the output is collected.
+    rest_out = self._bijector.forward(rest)
+    fldj = self._bijector.forward_log_det_jacobian(
         rest, event_ndims=self.forward_min_event_ndims)
+    return tf.concat([kept, rest_out], axis=-1), fldj
 
   def _inverse_and_log_det(self, y):
     kept, rest = self._split(y)
-    x = tf.concat([kept, self._bijector.inverse(rest)], axis=-1)
-    return x, self._bijector.inverse_log_det_jacobian(
+    rest_out = self._bijector.inverse(rest)
+    ildj = self._bijector.inverse_log_det_jacobian(
         rest, event_ndims=self.forward_min_event_ndims)
+    return tf.concat([kept, rest_out], axis=-1), ildj
