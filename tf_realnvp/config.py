@@ -1,0 +1,111 @@
+"""Every setting of a training run, in one place, with its default and meaning.
+
+`train.py` turns each field into an absl flag of the same name, and a run
+writes its config to `model_dir/config.json`, which `evaluate.py` and a
+resumed run read back.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Optional, Tuple
+
+# Fields that fix the model; a resumed run must not change them.
+ARCHITECTURE_FIELDS = (
+    'dataset', 'image_size', 'num_scales', 'num_res_blocks', 'num_filters',
+    'num_coupling_layers', 'hidden_units', 'coupling')
+
+
+def _field(default, help_text):
+  return dataclasses.field(default=default, metadata={'help': help_text})
+
+
+@dataclasses.dataclass
+class Config:
+  """Settings of a RealNVP training run."""
+
+  # Data.
+  dataset: str = _field(
+      'moons', 'Dataset: a 2-D toy (moons, circles, checkerboard, spirals, '
+      '8gaussians), generated in code, or a tensorflow-datasets image set '
+      '(cifar10, celeb_a, mnist).')
+  data_dir: Optional[str] = _field(
+      None, 'tensorflow-datasets data directory (default: ~/tensorflow_datasets).')
+  image_size: int = _field(32, 'celeb_a: side of the centre-cropped square.')
+  random_flip: bool = _field(True, 'Images: random horizontal flips in training.')
+
+  # Model: tf_realnvp.RealNVP arguments.
+  num_scales: int = _field(2, 'Images: scales of the multi-scale architecture.')
+  num_res_blocks: int = _field(8, 'Images: residual blocks per s/t network.')
+  num_filters: int = _field(64, 'Images: feature maps at the first scale.')
+  num_coupling_layers: int = _field(8, 'Vectors: coupling layers.')
+  hidden_units: Tuple[int, ...] = _field(
+      (128, 128), 'Vectors: hidden widths of the s/t MLPs.')
+  coupling: str = _field('affine', 'affine (RealNVP) or additive (NICE).')
+  mixed_precision: bool = _field(
+      False, 'Run the s/t networks in bfloat16; log-dets stay float32.')
+
+  # Optimisation (Dinh et al. 2017, Sec. 4.1: Adam, L2 5e-5 on weight scales).
+  batch_size: int = _field(64, 'Global batch size, split across replicas.')
+  train_steps: Optional[int] = _field(
+      None, 'Steps to train (default: --epochs, else 4000 for 2-D data).')
+  epochs: Optional[float] = _field(None, 'Epochs to train, if --train_steps is unset.')
+  learning_rate: float = _field(1e-3, 'Adam learning rate.')
+  l2: float = _field(5e-5, 'L2 coefficient on the weight-normalization gains.')
+  clip_norm: float = _field(100., 'Clip gradients to this global norm.')
+  max_bad_steps: int = _field(
+      20, 'Stop after this many consecutive steps with a non-finite loss or '
+      'gradient (each is skipped and counted).')
+  seed: int = _field(0, 'Seed of initialisation, data order, noise and samples.')
+
+  # Execution.
+  strategy: str = _field(
+      'auto', 'auto (mirrored over all GPUs, else one CPU device), one_device '
+      'or mirrored.')
+  jit: Optional[bool] = _field(
+      None, 'XLA-compile the per-replica step (default: on with GPUs, off on '
+      'CPU, where it measured slower).')
+  deterministic: bool = _field(
+      True, 'Deterministic ops, so a resumed run equals an uninterrupted one.')
+
+  # Bookkeeping.
+  model_dir: Optional[str] = _field(
+      None, 'Checkpoints, summaries, samples and export (default: runs/DATASET).')
+  log_every: int = _field(100, 'Steps between TensorBoard training scalars.')
+  eval_every: Optional[int] = _field(
+      None, 'Steps between evaluations and sample plots (default: an epoch for '
+      'images, 1000 steps for 2-D data).')
+  checkpoint_every: int = _field(1000, 'Steps between checkpoints.')
+  keep_checkpoints: int = _field(3, 'Checkpoints to keep.')
+  eval_batches: Optional[int] = _field(
+      None, 'Test batches per evaluation (default: the whole test split).')
+  export: bool = _field(True, 'Write model_dir/saved_model at the end.')
+
+  def save(self, model_dir):
+    """Writes the config as `model_dir/config.json`."""
+    os.makedirs(model_dir, exist_ok=True)
+    with open(os.path.join(model_dir, 'config.json'), 'w') as f:
+      json.dump(dataclasses.asdict(self), f, indent=2)
+
+  @classmethod
+  def load(cls, model_dir):
+    """Reads `model_dir/config.json`."""
+    path = os.path.join(model_dir, 'config.json')
+    if not os.path.exists(path):
+      raise FileNotFoundError(
+          f'{path} not found: is {model_dir} the --model_dir of a training run?')
+    with open(path) as f:
+      values = json.load(f)
+    values['hidden_units'] = tuple(values['hidden_units'])
+    return cls(**values)
+
+  def check_resumable_from(self, saved):
+    """Raises if `saved` (the run on disk) has another architecture."""
+    changed = [name for name in ARCHITECTURE_FIELDS
+               if getattr(self, name) != getattr(saved, name)]
+    if changed:
+      details = ', '.join(f'{n}: {getattr(saved, n)!r} on disk, '
+                          f'{getattr(self, n)!r} asked' for n in changed)
+      raise ValueError(
+          f'The run in {self.model_dir} has another architecture ({details}). '
+          'Use another --model_dir, or the same settings to resume it.')

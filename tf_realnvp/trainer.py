@@ -1,0 +1,396 @@
+"""Training loop: distribution strategy, compiled step, checkpoints, summaries.
+
+`train_and_evaluate(config)` trains `RealNVP` by maximum likelihood (Dinh et
+al. 2017, Sec. 4.1): Adam on the negative log-likelihood per dimension plus
+`config.l2 * weight_scale_l2(flow)`. Re-running it with the same `model_dir`
+resumes from the latest checkpoint, which holds the weights, the optimizer
+state, the step counters and the position in the data stream; all randomness
+is derived from `config.seed` by stateless ops, so a resumed run ends with the
+same weights as an uninterrupted one.
+"""
+
+import math
+import os
+import signal
+import time
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_realnvp import config as config_lib
+from tf_realnvp import input_pipeline
+from tf_realnvp import plots
+from tf_realnvp.distribution import RealNVP
+from tf_realnvp.distribution import weight_scale_l2
+from tf_realnvp.distribution import with_temperature
+
+SUM = tf.distribute.ReduceOp.SUM
+TOY_TRAIN_STEPS = 4000
+TOY_EVAL_EVERY = 1000
+GRID_SAMPLES = 36
+
+
+class TrainingDivergedError(RuntimeError):
+  """Raised when too many consecutive steps had a non-finite loss or gradient."""
+
+
+def is_image_dataset(name):
+  return name in input_pipeline.IMAGE_DATASETS
+
+
+def build_flow(config):
+  """The `RealNVP` distribution that `config` describes."""
+  return RealNVP(
+      input_pipeline.event_shape(config.dataset, config.image_size),
+      num_scales=config.num_scales,
+      num_res_blocks=config.num_res_blocks,
+      num_filters=config.num_filters,
+      num_coupling_layers=config.num_coupling_layers,
+      hidden_units=tuple(config.hidden_units),
+      coupling=config.coupling,
+      network_dtype='mixed_bfloat16' if config.mixed_precision else None)
+
+
+def make_strategy(name, devices=None):
+  """`auto`: MirroredStrategy over all GPUs, or one CPU device when there is none."""
+  gpus = tf.config.list_logical_devices('GPU')
+  if name == 'auto':
+    name = 'mirrored' if gpus else 'one_device'
+  if name == 'mirrored':
+    return tf.distribute.MirroredStrategy(devices)
+  if name == 'one_device':
+    return tf.distribute.OneDeviceStrategy(
+        (devices or [gpus[0].name if gpus else '/cpu:0'])[0])
+  raise ValueError(
+      f"strategy must be 'auto', 'one_device' or 'mirrored', got {name!r}.")
+
+
+def model_dir_of(config):
+  return config.model_dir or os.path.join('runs', config.dataset)
+
+
+def mean_nll_to_metric(mean_nll, event_shape, dataset):
+  """Bits/dim for images, nats for vectors: the figure each field reports."""
+  if is_image_dataset(dataset):
+    return mean_nll / (math.prod(event_shape) * math.log(2.))
+  return mean_nll
+
+
+def metric_name(dataset):
+  return 'bits_per_dim' if is_image_dataset(dataset) else 'nll_nats'
+
+
+class Evaluator:
+  """Mean negative log-likelihood of `flow` over a dataset, under `strategy`."""
+
+  def __init__(self, flow, strategy):
+    self.flow = flow
+    self.strategy = strategy
+    self._step = tf.function(self._sum_and_count)
+
+  def _sum_and_count(self, batch):
+    def replica_fn(x):
+      return (-tf.reduce_sum(self.flow.log_prob(x)),
+              tf.cast(tf.shape(x)[0], self.flow.dtype))
+    nll_sum, count = self.strategy.run(replica_fn, (batch,))
+    return (self.strategy.reduce(SUM, nll_sum, axis=None),
+            self.strategy.reduce(SUM, count, axis=None))
+
+  def mean_nll(self, dataset):
+    """Mean NLL in nats over a finite `dataset` of (unbatched-by-strategy) batches."""
+    total, count = 0., 0.
+    for batch in self.strategy.experimental_distribute_dataset(dataset):
+      nll_sum, n = self._step(batch)
+      total += float(nll_sum)
+      count += float(n)
+    if not count:
+      raise ValueError('The evaluation dataset is empty.')
+    return total / count
+
+
+class Steps:
+  """The compiled train and eval steps of `flow` under `strategy`.
+
+  The per-replica gradient is XLA-compiled when `jit`; the cross-replica sum,
+  the finiteness check, clipping and the update stay outside, where
+  distribution works with every strategy. A step whose loss or gradient is
+  not finite leaves the weights and the optimizer untouched and is counted in
+  `bad_steps` (XLA drops `tf.debugging` asserts, so the check is arithmetic).
+  """
+
+  def __init__(self, flow, optimizer, strategy, global_batch_size, l2,
+               clip_norm, jit):
+    self.flow = flow
+    self.optimizer = optimizer
+    self.strategy = strategy
+    self.global_batch_size = global_batch_size
+    self.l2 = l2
+    self.clip_norm = clip_norm
+    self.variables = flow.trainable_variables
+    if global_batch_size % strategy.num_replicas_in_sync:
+      raise ValueError(
+          f'--batch_size={global_batch_size} must be divisible by the '
+          f'{strategy.num_replicas_in_sync} replicas.')
+    self.bad_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                 name='bad_steps')
+    self._replica_gradients = tf.function(self._gradients, jit_compile=jit)
+    self.train_step = tf.function(self._train_step)
+
+  def _gradients(self, x):
+    """Per-replica NLL sum and gradients of this replica's share of the loss."""
+    dims = self.flow.event_shape.num_elements()
+    replicas = self.strategy.num_replicas_in_sync
+    with tf.GradientTape() as tape:
+      nll_sum = -tf.reduce_sum(self.flow.log_prob(x))
+      loss = (nll_sum / (self.global_batch_size * dims)
+              + self.l2 * weight_scale_l2(self.flow) / replicas)
+    return nll_sum, tape.gradient(loss, self.variables)
+
+  def _split(self, batch):
+    """Gives each replica its contiguous share of a global batch."""
+    share = self.global_batch_size // self.strategy.num_replicas_in_sync
+
+    def replica_share(context):
+      start = context.replica_id_in_sync_group * share
+      return batch[start:start + share]
+    return self.strategy.experimental_distribute_values_from_function(
+        replica_share)
+
+  def _train_step(self, iterator):
+    """One step on the next batch; returns the mean NLL and whether it applied.
+
+    `iterator` is a plain `tf.data` iterator of global batches: unlike a
+    distributed iterator it can be checkpointed, so the data stream resumes
+    where it stopped.
+    """
+    nll_sum, grads = self.strategy.run(
+        self._replica_gradients, (self._split(next(iterator)),))
+    mean_nll = self.strategy.reduce(SUM, nll_sum, axis=None) / (
+        self.global_batch_size)
+    grads = self.strategy.extended.batch_reduce_to(
+        SUM, list(zip(grads, self.variables)))
+    finite = tf.math.is_finite(mean_nll)
+    for grad in grads:
+      finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(grad)))
+
+    def apply():
+      clipped, _ = tf.clip_by_global_norm(grads, self.clip_norm)
+      self.optimizer.apply_gradients(zip(clipped, self.variables))
+      return tf.constant(True)
+
+    def skip():
+      self.bad_steps.assign_add(1)
+      return tf.constant(False)
+
+    return mean_nll, tf.cond(finite, apply, skip)
+
+
+class _TerminateAsInterrupt:
+  """Turns SIGTERM into KeyboardInterrupt while active, so `kill` saves too."""
+
+  def __enter__(self):
+    self._previous = signal.signal(signal.SIGTERM, self._raise)
+    return self
+
+  def __exit__(self, *exc):
+    signal.signal(signal.SIGTERM, self._previous)
+
+  @staticmethod
+  def _raise(signum, frame):
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
+def restore_flow(model_dir):
+  """Rebuilds the flow of the run in `model_dir` from its latest checkpoint.
+
+  Returns:
+    `(config, flow, step)`.
+  """
+  config = config_lib.Config.load(model_dir)
+  latest = tf.train.latest_checkpoint(os.path.join(model_dir, 'checkpoints'))
+  if latest is None:
+    raise FileNotFoundError(f'No checkpoint in {model_dir}/checkpoints.')
+  flow = build_flow(config)
+  step = tf.Variable(0, dtype=tf.int64, name='step')
+  status = tf.train.Checkpoint(flow=flow, step=step).restore(latest)
+  status.assert_existing_objects_matched().expect_partial()
+  return config, flow, int(step)
+
+
+def total_steps(config):
+  if config.train_steps is not None:
+    return config.train_steps
+  if config.epochs is not None:
+    return math.ceil(config.epochs * steps_per_epoch(config))
+  if is_image_dataset(config.dataset):
+    raise ValueError('Set --train_steps or --epochs for image datasets.')
+  return TOY_TRAIN_STEPS
+
+
+def steps_per_epoch(config):
+  examples = input_pipeline.num_examples(
+      config.dataset, 'train', data_dir=config.data_dir)
+  return max(1, examples // config.batch_size)
+
+
+def eval_interval(config):
+  if config.eval_every is not None:
+    return config.eval_every
+  if is_image_dataset(config.dataset):
+    return steps_per_epoch(config)
+  return TOY_EVAL_EVERY
+
+
+def train_and_evaluate(config, devices=None):
+  """Trains (or resumes) the run `config` describes; returns final metrics.
+
+  Args:
+    config: a `tf_realnvp.config.Config`.
+    devices: optional device names for the strategy (tests use logical CPUs).
+
+  Returns:
+    Dict with `step`, `bad_steps`, the test metric and `model_dir`.
+  """
+  model_dir = model_dir_of(config)
+  config.model_dir = model_dir
+  if os.path.exists(os.path.join(model_dir, 'config.json')):
+    config.check_resumable_from(config_lib.Config.load(model_dir))
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  strategy = make_strategy(config.strategy, devices)
+  jit = config.jit if config.jit is not None else bool(
+      tf.config.list_logical_devices('GPU'))
+  num_steps = total_steps(config)
+  every_eval = eval_interval(config)
+
+  train_data = input_pipeline.make_dataset(
+      config.dataset, 'train', config.batch_size, seed=config.seed,
+      data_dir=config.data_dir, image_size=config.image_size,
+      random_flip=config.random_flip and is_image_dataset(config.dataset))
+  test_data = input_pipeline.make_dataset(
+      config.dataset, 'test', config.batch_size, seed=config.seed,
+      data_dir=config.data_dir, image_size=config.image_size,
+      shuffle=False, repeat=False, drop_remainder=False)
+  if config.eval_batches:
+    test_data = test_data.take(config.eval_batches)
+
+  keras.utils.set_random_seed(config.seed)
+  with strategy.scope():
+    flow = build_flow(config)
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    optimizer.build(flow.trainable_variables)
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+    steps = Steps(flow, optimizer, strategy, config.batch_size, config.l2,
+                  config.clip_norm, jit)
+  iterator = iter(train_data)
+  evaluator = Evaluator(flow, strategy)
+
+  checkpoint = tf.train.Checkpoint(
+      flow=flow, optimizer=optimizer, step=step, bad_steps=steps.bad_steps,
+      data=iterator)
+  manager = tf.train.CheckpointManager(
+      checkpoint, os.path.join(model_dir, 'checkpoints'),
+      max_to_keep=config.keep_checkpoints)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    logging.info('Resumed from %s at step %d.', manager.latest_checkpoint,
+                 int(step))
+  config.save(model_dir)
+
+  writers = {split: tf.summary.create_file_writer(os.path.join(model_dir, split))
+             for split in ('train', 'test')}
+  name = metric_name(config.dataset)
+  event_shape = tuple(flow.event_shape)
+  progress = keras.utils.Progbar(
+      num_steps, interval=2.,
+      stateful_metrics=['loss', name, 'examples/s', 'skipped'])
+  progress.update(int(step))
+  consecutive_bad = 0
+  result = {}
+
+  last_saved = {'step': int(step) if manager.latest_checkpoint else None}
+
+  def save():
+    if last_saved['step'] != int(step):
+      manager.save(checkpoint_number=int(step))
+      last_saved['step'] = int(step)
+
+  with _TerminateAsInterrupt():
+    try:
+      while int(step) < num_steps:
+        start = time.perf_counter()
+        mean_nll, applied = steps.train_step(iterator)
+        step.assign_add(1)
+        mean_nll = float(mean_nll)
+        seconds = time.perf_counter() - start
+        consecutive_bad = 0 if bool(applied) else consecutive_bad + 1
+        if consecutive_bad >= config.max_bad_steps:
+          save()
+          raise TrainingDivergedError(
+              f'{consecutive_bad} consecutive steps had a non-finite loss or '
+              f'gradient (last loss {mean_nll}); stopped at step {int(step)}. '
+              'Lower --learning_rate or --clip_norm, or check the data.')
+        current = int(step)
+        metric = mean_nll_to_metric(mean_nll, event_shape, config.dataset)
+        progress.update(current, [
+            ('loss', mean_nll), (name, metric),
+            ('examples/s', config.batch_size / seconds),
+            ('skipped', int(steps.bad_steps))])
+        if current % config.log_every == 0 or current == num_steps:
+          with writers['train'].as_default(step=current):
+            tf.summary.scalar(name, metric)
+            tf.summary.scalar('learning_rate', config.learning_rate)
+            tf.summary.scalar('skipped_steps', steps.bad_steps)
+            tf.summary.scalar('examples_per_second', config.batch_size / seconds)
+        if current % config.checkpoint_every == 0:
+          save()
+        if current % every_eval == 0 or current == num_steps:
+          test_metric = mean_nll_to_metric(
+              evaluator.mean_nll(test_data), event_shape, config.dataset)
+          with writers['test'].as_default(step=current):
+            tf.summary.scalar(name, test_metric)
+          logging.info('step %d: test %s %.4f', current, name, test_metric)
+          result = {'step': current, f'test_{name}': test_metric}
+          write_samples(flow, config, model_dir, current, writers['test'])
+    except KeyboardInterrupt:
+      save()
+      logging.info('Interrupted at step %d; checkpoint saved, re-run to resume.',
+                   int(step))
+      raise
+  save()
+  if config.export:
+    from tf_realnvp import export  # pylint: disable=g-import-not-at-top
+    export.export_saved_model(flow, os.path.join(model_dir, 'saved_model'))
+  result.update(step=int(step), bad_steps=int(steps.bad_steps),
+                model_dir=model_dir)
+  return result
+
+
+def sample_seed(seed, step):
+  """The stateless seed of the samples drawn at `step`."""
+  return tf.constant([seed, step], tf.int32)
+
+
+def write_samples(flow, config, model_dir, step, writer, temperature=1.):
+  """Writes `samples/step_N.png`: a 6x6 grid, or a 2-D density plot.
+
+  Samples come from the base Normal scaled by `temperature`; a temperature
+  other than 1 is added to the file name (`step_N_t0.7.png`).
+  """
+  suffix = '' if temperature == 1 else f'_t{temperature:g}'
+  path = os.path.join(model_dir, 'samples', f'step_{step}{suffix}.png')
+  seed = sample_seed(config.seed, step)
+  sampler = with_temperature(flow, temperature)
+  if is_image_dataset(config.dataset):
+    grid = plots.image_grid(sampler.sample(GRID_SAMPLES, seed=seed).numpy())
+    plots.save_png(grid, path)
+    with writer.as_default(step=step):
+      tf.summary.image('samples', grid[None].astype(np.float32) / 255.)
+  else:
+    data = input_pipeline.sample_toy(config.dataset, 2000, config.seed + 1)
+    plots.density_plot(
+        lambda points: flow.log_prob(points), sampler.sample(2000, seed=seed),
+        path, data=data, title=f'{config.dataset}, step {step}')
+  return path
