@@ -1,0 +1,1 @@
+"""Benchmarks of tf_realnvp: `python -m benchmarks.benchmark` (see BENCHMARKS.md)."""

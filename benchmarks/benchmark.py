@@ -1,0 +1,296 @@
+r"""Speed of RealNVP training, log_prob and sampling, beside TFP's Glow.
+
+    python -m benchmarks.benchmark --out_dir=benchmark_results
+
+For each model of `--models` (the paper's CIFAR-10 RealNVP, 13.2M weights,
+and a small one) and for TFP's Glow at the same parameter count, in float32
+and mixed bfloat16, with XLA off and on, it measures
+
+- train-step images/s: one Adam step on
+  `-mean log p(x) + 5e-5 * weight_scale_l2` (Dinh et al. 2017, Sec. 4.1);
+- log_prob images/s;
+- the latency of sampling 36 images (the 6x6 grid training writes);
+- compile time: the first call minus a steady-state call;
+- peak memory: TensorFlow's allocator on the device, and the process RSS;
+
+and divides each FLOP rate by the machine's own ceiling, the FLOP/s of a
+large matmul measured in this process with this TensorFlow (float32 rows
+against the float32 matmul, mixed rows against the bfloat16 one). FLOPs per
+image are counted by hand from the architecture (`flops.py`) and
+cross-checked with TF's profiler on the traced graphs.
+
+Each figure is the median of `--timed_calls` calls after the compiling first
+call and `--warmup_calls` more. Writes `benchmark.json` and `benchmark.md` to
+`--out_dir`. `--quick` runs a tiny model on 8x8 images in seconds.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from benchmarks import flops
+from benchmarks import hardware
+from benchmarks import models
+from benchmarks import report
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('out_dir', 'benchmark_results',
+                    'Where to write benchmark.json and benchmark.md.')
+flags.DEFINE_list('models', ['cifar10', 'small'],
+                  f'RealNVP architectures, from {sorted(models.ARCHITECTURES)}.')
+flags.DEFINE_list('flows', list(models.FLOWS),
+                  'realnvp (tf_realnvp.RealNVP) and/or glow (TFP\'s Glow '
+                  'with as many weights as each model).')
+flags.DEFINE_list('precisions', list(models.PRECISIONS),
+                  'Dtype policies of the coupling networks.')
+flags.DEFINE_list('xla', ['false', 'true'],
+                  'tf.function(jit_compile=...) settings to measure.')
+flags.DEFINE_integer('image_size', 32, 'Images are image_size^2 x 3.')
+flags.DEFINE_integer('batch_size', 16, 'Train-step batch size.')
+flags.DEFINE_integer('log_prob_batch_size', 64, 'log_prob batch size.')
+flags.DEFINE_integer('num_samples', 36, 'Images per sampling call.')
+flags.DEFINE_integer('warmup_calls', 1,
+                     'Untimed calls after the first, compiling one.')
+flags.DEFINE_integer('timed_calls', 3, 'Timed calls; the median counts.')
+flags.DEFINE_integer('matmul_size', 4096, 'Side of the ceiling matmul.')
+flags.DEFINE_integer('glow_blocks', 3, 'Glow levels (num_glow_blocks).')
+flags.DEFINE_integer('glow_steps_per_block', 16,
+                     'Glow steps per level; the coupling width is then '
+                     'chosen to match the RealNVP parameter count.')
+flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate.')
+flags.DEFINE_integer('intra_op_threads', 0,
+                     'TensorFlow intra-op threads (0: its default).')
+flags.DEFINE_integer('inter_op_threads', 0,
+                     'TensorFlow inter-op threads (0: its default).')
+flags.DEFINE_string('profile_dir', None,
+                    'If set, writes a TensorBoard profile of two train steps '
+                    'of each configuration under this directory.')
+flags.DEFINE_integer('seed', 0, 'Seed of the weights, data and samples.')
+flags.DEFINE_bool('quick', False,
+                  'Smoke-test settings for every flag not given: the tiny '
+                  'model on 8x8 images, batches of 2, one timed call.')
+
+# What --quick changes, unless the flag is given.
+QUICK = dict(models=['tiny'], image_size=8, batch_size=2,
+             log_prob_batch_size=2, num_samples=4, warmup_calls=0,
+             timed_calls=1, matmul_size=256, glow_steps_per_block=1)
+_BOOLEANS = {'false': False, 'true': True}
+
+
+@dataclasses.dataclass
+class Settings:
+  """Everything one benchmark run depends on (the flags, resolved)."""
+  models: list
+  flows: list
+  precisions: list
+  xla: list
+  image_size: int
+  batch_size: int
+  log_prob_batch_size: int
+  num_samples: int
+  warmup_calls: int
+  timed_calls: int
+  matmul_size: int
+  glow_blocks: int
+  glow_steps_per_block: int
+  learning_rate: float
+  seed: int
+  profile_dir: str = None
+
+  @property
+  def event_shape(self):
+    return (self.image_size, self.image_size, 3)
+
+
+def make_train_step(flow, optimizer):
+  """`x -> loss`, applying one Adam step on `-mean log p(x) + penalty`."""
+  variables = flow.distribution.trainable_variables
+
+  def train_step(x):
+    with tf.GradientTape() as tape:
+      loss = -tf.reduce_mean(flow.distribution.log_prob(x)) + flow.penalty()
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss
+
+  return train_step
+
+
+def time_calls(function, args, warmup_calls, timed_calls):
+  """`(first call seconds, median steady-state seconds, last output)`.
+
+  Each call waits for its result (`.numpy()`), so asynchronous devices are
+  timed to completion.
+  """
+  def timed_call():
+    start = time.perf_counter()
+    output = function(*args).numpy()
+    return time.perf_counter() - start, output
+
+  first, output = timed_call()
+  for _ in range(warmup_calls):
+    timed_call()
+  times = []
+  for _ in range(timed_calls):
+    seconds, output = timed_call()
+    times.append(seconds)
+  return first, float(np.median(times)), output
+
+
+def measure(flow, jit, ceiling, settings, profile_name=None):
+  """Sampling, log_prob and train-step figures of `flow` under one setting.
+
+  The flow's variables are restored afterwards, so every setting starts
+  from the same weights.
+  """
+  distribution = flow.distribution
+  initial_values = [v.numpy() for v in distribution.variables]
+  pixels = tf.random.stateless_uniform(
+      [max(settings.batch_size, settings.log_prob_batch_size),
+       *settings.event_shape], [settings.seed, 1], maxval=256.)
+  train_inputs = flow.to_inputs(pixels[:settings.batch_size])
+  log_prob_inputs = flow.to_inputs(pixels[:settings.log_prob_batch_size])
+  sample_seed = tf.constant([settings.seed, 2])
+  optimizer = keras.optimizers.Adam(settings.learning_rate)
+  optimizer.build(distribution.trainable_variables)
+
+  sample = tf.function(
+      lambda seed: distribution.sample(settings.num_samples, seed=seed),
+      jit_compile=jit)
+  log_prob = tf.function(distribution.log_prob, jit_compile=jit)
+  train_step = tf.function(make_train_step(flow, optimizer), jit_compile=jit)
+  phases = {
+      'sample': (sample, sample_seed, settings.num_samples),
+      'log_prob': (log_prob, log_prob_inputs, settings.log_prob_batch_size),
+      'train': (train_step, train_inputs, settings.batch_size),
+  }
+  forward_flops = {'sample': flow.forward_flops,
+                   'log_prob': flow.forward_flops,
+                   'train': 3 * flow.forward_flops}
+  results = {}
+  for phase, (function, argument, images) in phases.items():
+    with hardware.PeakMemory() as memory:
+      first, seconds, output = time_calls(
+          function, (argument,), settings.warmup_calls, settings.timed_calls)
+    images_per_s = images / seconds
+    results[phase] = {
+        'images': images,
+        'seconds': seconds,
+        'images_per_s': images_per_s,
+        'compile_s': max(first - seconds, 0.),
+        'share_of_ceiling': forward_flops[phase] * images_per_s / ceiling,
+        'peak_tensor_mib': memory.tensor_bytes / 2**20,
+        'peak_rss_mib': (memory.rss_bytes / 2**20
+                         if memory.rss_bytes is not None else None),
+        'finite_output': bool(np.all(np.isfinite(output))),
+    }
+  results['profiled_flops_per_image'] = {
+      'log_prob': flops.profiled_flops(log_prob.get_concrete_function(
+          log_prob_inputs)) / settings.log_prob_batch_size,
+      'train': flops.profiled_flops(train_step.get_concrete_function(
+          train_inputs)) / settings.batch_size,
+  }
+  if profile_name and settings.profile_dir:
+    tf.profiler.experimental.start(
+        os.path.join(settings.profile_dir, profile_name))
+    for _ in range(2):
+      train_step(train_inputs).numpy()
+    tf.profiler.experimental.stop()
+  for variable, value in zip(distribution.variables, initial_values):
+    variable.assign(value)
+  return results
+
+
+def run(settings):
+  """Runs the benchmark; returns the report as a JSON-able dict."""
+  ceiling = {dtype: hardware.matmul_flops_per_second(dtype, settings.matmul_size)
+             for dtype in ('float32', 'bfloat16')}
+  logging.info('Matmul ceiling (GFLOP/s): %s',
+               {k: round(v / 1e9, 1) for k, v in ceiling.items()})
+  rows = []
+  for model in settings.models:
+    realnvp_parameters = None
+    for kind in settings.flows:
+      for precision in settings.precisions:
+        keras.utils.set_random_seed(settings.seed)
+        start = time.perf_counter()
+        if kind == 'realnvp':
+          flow = models.realnvp(settings.event_shape, model, precision)
+          realnvp_parameters = flow.parameters
+        else:
+          realnvp_parameters = realnvp_parameters or models.realnvp(
+              settings.event_shape, model, 'float32').parameters
+          flow = models.glow(
+              settings.event_shape, realnvp_parameters, settings.glow_blocks,
+              settings.glow_steps_per_block, precision, settings.seed)
+        build_s = time.perf_counter() - start
+        for jit in settings.xla:
+          name = f'{model}-{kind}-{precision}-{"xla" if jit else "plain"}'
+          logging.info('Measuring %s', name)
+          dtype = 'float32' if precision == 'float32' else 'bfloat16'
+          rows.append({
+              'model': model, 'flow': kind, 'precision': precision,
+              'xla': jit, 'parameters': flow.parameters,
+              'architecture': flow.settings, 'build_s': build_s,
+              'forward_flops_per_image': flow.forward_flops,
+              **measure(flow, jit, ceiling[dtype], settings,
+                        profile_name=name)})
+          logging.info('%s: %.2f train images/s', name,
+                       rows[-1]['train']['images_per_s'])
+  return {
+      'command': ' '.join(['python -m benchmarks.benchmark'] + sys.argv[1:]),
+      'machine': hardware.description(),
+      'settings': dataclasses.asdict(settings),
+      'ceiling_flops_per_s': ceiling,
+      'flop_counting': report.FLOP_COUNTING,
+      'results': rows,
+      'ratios': report.ratios(rows),
+  }
+
+
+def settings_from_flags():
+  values = {field.name: FLAGS[field.name].value
+            for field in dataclasses.fields(Settings)}
+  if FLAGS.quick:
+    values.update({name: value for name, value in QUICK.items()
+                   if not FLAGS[name].present})
+  for model in values['models']:
+    if model not in models.ARCHITECTURES:
+      raise app.UsageError(f'Unknown model {model!r}; known: '
+                           f'{sorted(models.ARCHITECTURES)}.')
+  for name, known in (('flows', models.FLOWS),
+                      ('precisions', models.PRECISIONS),
+                      ('xla', _BOOLEANS)):
+    unknown = set(values[name]) - set(known)
+    if unknown:
+      raise app.UsageError(f'--{name}: unknown {sorted(unknown)}; known: '
+                           f'{list(known)}.')
+  values['xla'] = [_BOOLEANS[value] for value in values['xla']]
+  return Settings(**values)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
+  tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
+  result = run(settings_from_flags())
+  os.makedirs(FLAGS.out_dir, exist_ok=True)
+  with open(os.path.join(FLAGS.out_dir, 'benchmark.json'), 'w') as f:
+    json.dump(result, f, indent=2)
+  table = report.markdown(result)
+  with open(os.path.join(FLAGS.out_dir, 'benchmark.md'), 'w') as f:
+    f.write(table)
+  print(table)
+
+
+if __name__ == '__main__':
+  app.run(main)

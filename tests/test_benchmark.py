@@ -1,0 +1,106 @@
+"""Smoke test of `python -m benchmarks.benchmark` and checks of its counts."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+import tf_realnvp
+from benchmarks import flops
+from benchmarks import models
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PHASES = ('sample', 'log_prob', 'train')
+
+
+@pytest.fixture(scope='module')
+def report(tmp_path_factory):
+  """The JSON and Markdown of one quick run: both flows, mixed precision."""
+  out_dir = tmp_path_factory.mktemp('benchmark')
+  subprocess.run(
+      [sys.executable, '-m', 'benchmarks.benchmark', '--quick',
+       '--precisions=mixed_bfloat16', '--xla=false', f'--out_dir={out_dir}'],
+      cwd=ROOT, check=True, capture_output=True, timeout=600)
+  with open(out_dir / 'benchmark.json') as f:
+    result = json.load(f)
+  return result, (out_dir / 'benchmark.md').read_text()
+
+
+def _is_positive_number(value):
+  return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_report_names_machine_versions_and_command(report):
+  result, markdown = report
+  machine = result['machine']
+  for key in ('cpu', 'device', 'tensorflow', 'tensorflow_probability',
+              'keras', 'date'):
+    assert machine[key], key
+  assert machine['tensorflow'] == tf.__version__
+  assert _is_positive_number(machine['cpu_cores'])
+  assert result['command'].startswith('python -m benchmarks.benchmark --quick')
+  assert result['command'] in markdown
+  assert machine['cpu'] in markdown
+
+
+def test_ceiling_and_every_timing_are_finite_and_positive(report):
+  result, _ = report
+  assert set(result['ceiling_flops_per_s']) == {'float32', 'bfloat16'}
+  assert all(_is_positive_number(v)
+             for v in result['ceiling_flops_per_s'].values())
+  assert [(r['flow'], r['precision'], r['xla']) for r in result['results']] == [
+      ('realnvp', 'mixed_bfloat16', False), ('glow', 'mixed_bfloat16', False)]
+  for row in result['results']:
+    for key in ('parameters', 'forward_flops_per_image', 'build_s'):
+      assert _is_positive_number(row[key]), key
+    for phase in PHASES:
+      figures = row[phase]
+      for key in ('images', 'seconds', 'images_per_s', 'share_of_ceiling',
+                  'peak_rss_mib'):
+        assert _is_positive_number(figures[key]), (phase, key)
+      # CPU allocator stats skip small tensors: the tiny model may read 0.
+      assert math.isfinite(figures['peak_tensor_mib'])
+      assert figures['peak_tensor_mib'] >= 0
+      assert figures['compile_s'] >= 0
+      assert figures['finite_output'] is True
+    assert all(_is_positive_number(v)
+               for v in row['profiled_flops_per_image'].values())
+
+
+def test_glow_is_sized_like_realnvp(report):
+  result, _ = report
+  realnvp, glow = result['results']
+  assert 0.75 < glow['parameters'] / realnvp['parameters'] < 1.25
+  assert set(glow['architecture']) == {
+      'num_glow_blocks', 'num_steps_per_block', 'num_hidden'}
+  assert 'tiny: RealNVP / Glow, mixed_bfloat16, XLA off' in result['ratios']
+
+
+def test_markdown_has_one_row_per_setting(report):
+  result, markdown = report
+  rows = [line for line in markdown.splitlines() if line.startswith('| tiny ')]
+  assert len(rows) == len(result['results'])
+  assert '| tiny | glow |' in rows[1]
+
+
+def test_glow_parameter_formula_matches_built_glow():
+  event_shape = (8, 8, 3)
+  flow = models.glow(event_shape, 3000, num_blocks=2, steps_per_block=2,
+                     precision='float32', seed=0)
+  assert flow.parameters == models.glow_parameters(
+      event_shape, 2, 2, flow.settings['num_hidden'])
+
+
+def test_hand_flop_count_matches_profiler():
+  """Convolutions are nearly all of RealNVP's FLOPs (TF counts the rest)."""
+  event_shape = (32, 32, 3)
+  settings = models.ARCHITECTURES['small']
+  flow = tf_realnvp.RealNVP(event_shape, **settings)
+  log_prob = tf.function(flow.log_prob).get_concrete_function(
+      tf.TensorSpec((1,) + event_shape, tf.float32))
+  hand = flops.realnvp_forward_flops(event_shape, **settings)
+  assert hand <= flops.profiled_flops(log_prob) < 1.02 * hand
