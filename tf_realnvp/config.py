@@ -60,8 +60,9 @@ class Config:
 
   # Execution.
   strategy: str = _field(
-      'auto', 'auto (mirrored over all GPUs, else one CPU device), one_device '
-      'or mirrored.')
+      'auto', 'auto (multi_worker when TF_CONFIG names a cluster, else mirrored '
+      'over all GPUs, else one CPU device), one_device, mirrored or '
+      'multi_worker (MultiWorkerMirroredStrategy configured by TF_CONFIG).')
   jit: Optional[bool] = _field(
       None, 'XLA-compile the per-replica step (default: on with GPUs, off on '
       'CPU, where it measured slower).')

@@ -9,9 +9,13 @@ is derived from `config.seed` by stateless ops, so a resumed run ends with the
 same weights as an uninterrupted one.
 """
 
+import contextlib
+import json
 import math
 import os
+import shutil
 import signal
+import tempfile
 import time
 
 from absl import logging
@@ -70,18 +74,66 @@ def check_batches(dataset, flow):
         f'{expected}.')
 
 
+STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker')
+
+
+def cluster_from_env():
+  """The `TF_CONFIG` cluster spec, or None when it names no multi-task cluster."""
+  cluster = json.loads(os.environ.get('TF_CONFIG') or '{}').get('cluster', {})
+  return cluster if sum(len(tasks) for tasks in cluster.values()) > 1 else None
+
+
 def make_strategy(name, devices=None):
-  """`auto`: MirroredStrategy over all GPUs, or one CPU device when there is none."""
+  """Returns the distribution strategy `name`.
+
+  `auto` picks `multi_worker` (`MultiWorkerMirroredStrategy`, configured by
+  `TF_CONFIG`) when `TF_CONFIG` names a cluster, otherwise `mirrored` over all
+  GPUs, or `one_device` on the CPU when there is no GPU. Call it before any
+  other TensorFlow work: a multi-worker strategy must configure the runtime.
+  """
+  if name not in STRATEGIES:
+    raise ValueError(f'strategy must be one of {STRATEGIES}, got {name!r}.')
+  if name == 'auto' and cluster_from_env():
+    name = 'multi_worker'
+  if name == 'multi_worker':
+    if not cluster_from_env():
+      raise ValueError('--strategy=multi_worker needs TF_CONFIG naming a '
+                       'cluster of several tasks (see README).')
+    return tf.distribute.MultiWorkerMirroredStrategy()
   gpus = tf.config.list_logical_devices('GPU')
   if name == 'auto':
     name = 'mirrored' if gpus else 'one_device'
   if name == 'mirrored':
     return tf.distribute.MirroredStrategy(devices)
-  if name == 'one_device':
-    return tf.distribute.OneDeviceStrategy(
-        (devices or [gpus[0].name if gpus else '/cpu:0'])[0])
-  raise ValueError(
-      f"strategy must be 'auto', 'one_device' or 'mirrored', got {name!r}.")
+  return tf.distribute.OneDeviceStrategy(
+      (devices or [gpus[0].name if gpus else '/cpu:0'])[0])
+
+
+def is_chief(strategy):
+  """Whether this task writes the run's files (always, on one machine)."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or resolver.task_type is None:
+    return True
+  return (resolver.task_type == 'chief' or
+          (resolver.task_type == 'worker' and resolver.task_id == 0 and
+           'chief' not in resolver.cluster_spec().as_dict()))
+
+
+def worker_shard(dataset, strategy):
+  """This worker's part of each global batch (the whole batch on one machine).
+
+  Every worker reads the same stream of global batches and keeps every
+  `num_workers`-th example of each, so the workers' parts of a batch together
+  are exactly the batch one machine would train on.
+  """
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  workers = (strategy.num_replicas_in_sync //
+             len(strategy.extended.worker_devices))
+  if resolver is None or workers == 1:
+    return dataset
+  global_batch = dataset.element_spec.shape[0]
+  return dataset.unbatch().shard(workers, resolver.task_id).batch(
+      global_batch // workers, drop_remainder=True)
 
 
 def model_dir_of(config):
@@ -166,11 +218,12 @@ class Steps:
     return nll_sum, tape.gradient(loss, self.variables)
 
   def _split(self, batch):
-    """Gives each replica its contiguous share of a global batch."""
+    """Gives each local replica its contiguous share of this worker's batch."""
     share = self.global_batch_size // self.strategy.num_replicas_in_sync
+    local_replicas = len(self.strategy.extended.worker_devices)
 
     def replica_share(context):
-      start = context.replica_id_in_sync_group * share
+      start = context.replica_id_in_sync_group % local_replicas * share
       return batch[start:start + share]
     return self.strategy.experimental_distribute_values_from_function(
         replica_share)
@@ -233,7 +286,7 @@ def restore_flow(model_dir):
   step = tf.Variable(0, dtype=tf.int64, name='step')
   status = tf.train.Checkpoint(flow=flow, step=step).restore(latest)
   status.assert_existing_objects_matched().expect_partial()
-  return config, flow, int(step)
+  return config, flow, int(step.numpy())
 
 
 def total_steps(config):
@@ -263,6 +316,13 @@ def eval_interval(config):
 def train_and_evaluate(config, devices=None):
   """Trains (or resumes) the run `config` describes; returns final metrics.
 
+  On several machines (`TF_CONFIG`, `MultiWorkerMirroredStrategy`) every
+  worker runs this; only the chief writes checkpoints, summaries, samples and
+  the export into `model_dir`, the others write into temporary directories
+  that are removed at the end. A SIGTERM to any worker makes all of them save
+  a checkpoint at the same step and exit (TF's `PreemptionCheckpointHandler`);
+  on one machine SIGTERM and Ctrl-C save a checkpoint before stopping.
+
   Args:
     config: a `tf_realnvp.config.Config`.
     devices: optional device names for the strategy (tests use logical CPUs).
@@ -270,22 +330,33 @@ def train_and_evaluate(config, devices=None):
   Returns:
     Dict with `step`, `bad_steps`, the test metric and `model_dir`.
   """
-  model_dir = model_dir_of(config)
-  config.model_dir = model_dir
-  if os.path.exists(os.path.join(model_dir, 'config.json')):
-    config.check_resumable_from(config_lib.Config.load(model_dir))
+  strategy = make_strategy(config.strategy, devices)  # First: may set up TF.
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
-  strategy = make_strategy(config.strategy, devices)
+  model_dir = model_dir_of(config)
+  config.model_dir = model_dir
+  chief = is_chief(strategy)
+  write_dir = model_dir if chief else tempfile.mkdtemp(prefix='tf_realnvp_')
+  if os.path.exists(os.path.join(model_dir, 'config.json')):
+    config.check_resumable_from(config_lib.Config.load(model_dir))
+  try:
+    return _train(config, strategy, model_dir, write_dir)
+  finally:
+    if not chief:
+      shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def _train(config, strategy, model_dir, write_dir):
+  """The training loop of `train_and_evaluate`; this task writes to `write_dir`."""
   jit = config.jit if config.jit is not None else bool(
       tf.config.list_logical_devices('GPU'))
   num_steps = total_steps(config)
   every_eval = eval_interval(config)
-
-  train_data = input_pipeline.make_dataset(
+  train_data = worker_shard(input_pipeline.make_dataset(
       config.dataset, 'train', config.batch_size, seed=config.seed,
       data_dir=config.data_dir, image_size=config.image_size,
-      random_flip=config.random_flip and is_image_dataset(config.dataset))
+      random_flip=config.random_flip and is_image_dataset(config.dataset)),
+                            strategy)
   test_data = input_pipeline.make_dataset(
       config.dataset, 'test', config.batch_size, seed=config.seed,
       data_dir=config.data_dir, image_size=config.image_size,
@@ -309,39 +380,49 @@ def train_and_evaluate(config, devices=None):
   checkpoint = tf.train.Checkpoint(
       flow=flow, optimizer=optimizer, step=step, bad_steps=steps.bad_steps,
       data=iterator)
+  latest = tf.train.latest_checkpoint(os.path.join(model_dir, 'checkpoints'))
+  if latest:
+    checkpoint.restore(latest).assert_existing_objects_matched()
+    logging.info('Resumed from %s at step %d.', latest, int(step.numpy()))
   manager = tf.train.CheckpointManager(
-      checkpoint, os.path.join(model_dir, 'checkpoints'),
+      checkpoint, os.path.join(write_dir, 'checkpoints'),
       max_to_keep=config.keep_checkpoints)
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    logging.info('Resumed from %s at step %d.', manager.latest_checkpoint,
-                 int(step))
-  config.save(model_dir)
+  config.save(write_dir)
+  last_saved = {'step': int(step.numpy()) if latest else None}
 
-  writers = {split: tf.summary.create_file_writer(os.path.join(model_dir, split))
+  def save():
+    if last_saved['step'] != int(step.numpy()):
+      manager.save(checkpoint_number=int(step.numpy()))
+      last_saved['step'] = int(step.numpy())
+
+  def train_step():
+    outputs = steps.train_step(iterator)
+    step.assign_add(1)
+    return outputs
+
+  multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+  if multi_worker:
+    preemption = tf.distribute.experimental.PreemptionCheckpointHandler(
+        strategy.cluster_resolver, manager)
+    run_step = lambda: preemption.run(train_step)
+  else:
+    run_step = train_step
+
+  writers = {split: tf.summary.create_file_writer(os.path.join(write_dir, split))
              for split in ('train', 'test')}
   name = metric_name(config.dataset)
   event_shape = tuple(flow.event_shape)
   progress = keras.utils.Progbar(
-      num_steps, interval=2.,
+      num_steps, interval=2., verbose=1 if write_dir == model_dir else 0,
       stateful_metrics=['loss', name, 'examples/s', 'skipped'])
-  progress.update(int(step))
+  progress.update(int(step.numpy()))
   consecutive_bad = 0
   result = {}
-
-  last_saved = {'step': int(step) if manager.latest_checkpoint else None}
-
-  def save():
-    if last_saved['step'] != int(step):
-      manager.save(checkpoint_number=int(step))
-      last_saved['step'] = int(step)
-
-  with _TerminateAsInterrupt():
+  with contextlib.nullcontext() if multi_worker else _TerminateAsInterrupt():
     try:
-      while int(step) < num_steps:
+      while int(step.numpy()) < num_steps:
         start = time.perf_counter()
-        mean_nll, applied = steps.train_step(iterator)
-        step.assign_add(1)
+        mean_nll, applied = run_step()
         mean_nll = float(mean_nll)
         seconds = time.perf_counter() - start
         consecutive_bad = 0 if bool(applied) else consecutive_bad + 1
@@ -349,14 +430,14 @@ def train_and_evaluate(config, devices=None):
           save()
           raise TrainingDivergedError(
               f'{consecutive_bad} consecutive steps had a non-finite loss or '
-              f'gradient (last loss {mean_nll}); stopped at step {int(step)}. '
+              f'gradient (last loss {mean_nll}); stopped at step {int(step.numpy())}. '
               'Lower --learning_rate or --clip_norm, or check the data.')
-        current = int(step)
+        current = int(step.numpy())
         metric = mean_nll_to_metric(mean_nll, event_shape, config.dataset)
         progress.update(current, [
             ('loss', mean_nll), (name, metric),
             ('examples/s', config.batch_size / seconds),
-            ('skipped', int(steps.bad_steps))])
+            ('skipped', int(steps.bad_steps.numpy()))])
         if current % config.log_every == 0 or current == num_steps:
           with writers['train'].as_default(step=current):
             tf.summary.scalar(name, metric)
@@ -372,17 +453,18 @@ def train_and_evaluate(config, devices=None):
             tf.summary.scalar(name, test_metric)
           logging.info('step %d: test %s %.4f', current, name, test_metric)
           result = {'step': current, f'test_{name}': test_metric}
-          write_samples(flow, config, model_dir, current, writers['test'])
+          write_samples(flow, config, write_dir, current, writers['test'])
     except KeyboardInterrupt:
-      save()
-      logging.info('Interrupted at step %d; checkpoint saved, re-run to resume.',
-                   int(step))
+      if not multi_worker:  # Saving there needs every worker.
+        save()
+        logging.info('Interrupted at step %d; checkpoint saved, re-run to '
+                     'resume.', int(step.numpy()))
       raise
   save()
   if config.export:
     from tf_realnvp import export  # pylint: disable=g-import-not-at-top
-    export.export_saved_model(flow, os.path.join(model_dir, 'saved_model'))
-  result.update(step=int(step), bad_steps=int(steps.bad_steps),
+    export.export_saved_model(flow, os.path.join(write_dir, 'saved_model'))
+  result.update(step=int(step.numpy()), bad_steps=int(steps.bad_steps.numpy()),
                 model_dir=model_dir)
   return result
 
