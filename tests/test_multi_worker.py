@@ -1,0 +1,110 @@
+"""MultiWorkerMirroredStrategy on localhost: two worker processes, one CPU each."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_SCRIPT = """
+import json, sys
+from tf_realnvp import config as config_lib, trainer
+print(json.dumps(trainer.train_and_evaluate(
+    config_lib.Config(**json.loads(sys.argv[1])))))
+"""
+
+
+def settings(model_dir, **overrides):
+  values = dict(dataset='moons', model_dir=str(model_dir), jit=False,
+                batch_size=64, train_steps=6, num_coupling_layers=2,
+                hidden_units=[16], eval_every=100000, eval_batches=1,
+                checkpoint_every=100000, export=False)
+  values.update(overrides)
+  return values
+
+
+def free_ports(count):
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(('localhost', 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def start(values, tf_config=None):
+  scratch = os.path.join(values['model_dir'] + '_scratch')
+  os.makedirs(scratch, exist_ok=True)
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', TMPDIR=scratch)
+  if tf_config:
+    env['TF_CONFIG'] = json.dumps(tf_config)
+  return subprocess.Popen(
+      [sys.executable, '-c', TRAIN_SCRIPT, json.dumps(values)], cwd=REPO_ROOT,
+      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def start_cluster(values):
+  workers = [f'localhost:{port}' for port in free_ports(2)]
+  return [start(values, {'cluster': {'worker': workers},
+                         'task': {'type': 'worker', 'index': index}})
+          for index in range(2)]
+
+
+def finish(processes, timeout=240):
+  outputs = []
+  for process in processes:
+    try:
+      outputs.append(process.communicate(timeout=timeout))
+    finally:
+      process.kill()
+  return outputs
+
+
+def checkpoint_arrays(model_dir):
+  path = tf.train.latest_checkpoint(os.path.join(model_dir, 'checkpoints'))
+  reader = tf.train.load_checkpoint(path)
+  return {name: reader.get_tensor(name)
+          for name, _ in tf.train.list_variables(path)
+          if name.startswith(('flow/', 'optimizer/', 'step/'))}
+
+
+def test_two_workers_end_with_the_weights_of_one_process(tmp_path):
+  cluster = start_cluster(settings(tmp_path / 'cluster'))
+  single = start(settings(tmp_path / 'single', strategy='one_device'))
+  for process, (_, stderr) in zip(cluster + [single],
+                                  finish(cluster + [single])):
+    assert process.returncode == 0, stderr[-3000:]
+  expected = checkpoint_arrays(tmp_path / 'single')
+  actual = checkpoint_arrays(tmp_path / 'cluster')
+  assert expected.keys() == actual.keys() and len(expected) > 10
+  for name, value in expected.items():
+    np.testing.assert_allclose(actual[name], value, rtol=1e-5, atol=1e-6,
+                               err_msg=name)
+  # The other worker wrote into a temporary directory, removed at the end.
+  assert os.listdir(tmp_path / 'cluster_scratch') == []
+
+
+def test_killed_worker_saves_and_restarted_cluster_resumes(tmp_path):
+  model_dir = tmp_path / 'run'
+  cluster = start_cluster(settings(model_dir, train_steps=1000000))
+  deadline = time.time() + 120
+  while not (model_dir / 'train').exists() and time.time() < deadline:
+    time.sleep(0.5)
+  time.sleep(5)  # let the workers take some steps
+  cluster[1].send_signal(signal.SIGTERM)
+  finish(cluster, timeout=120)
+  saved = checkpoint_arrays(model_dir)
+  step = int(saved['step/.ATTRIBUTES/VARIABLE_VALUE'])
+  assert step > 0
+  restarted = start_cluster(settings(model_dir, train_steps=step + 3))
+  outputs = finish(restarted)
+  for process, (stdout, stderr) in zip(restarted, outputs):
+    assert process.returncode == 0, stderr[-3000:]
+    assert json.loads(stdout.strip().splitlines()[-1])['step'] == step + 3
