@@ -24,8 +24,11 @@ call and `--warmup_calls` more. Writes `benchmark.json` and `benchmark.md` to
 `--out_dir`. `--quick` runs a tiny model on 8x8 images in seconds.
 """
 
+from concurrent import futures
 import dataclasses
+import itertools
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -63,7 +66,7 @@ flags.DEFINE_integer('warmup_calls', 1,
 flags.DEFINE_integer('timed_calls', 3, 'Timed calls; the median counts.')
 flags.DEFINE_integer('matmul_size', 4096, 'Side of the ceiling matmul.')
 flags.DEFINE_integer('glow_blocks', 3, 'Glow levels (num_glow_blocks).')
-flags.DEFINE_integer('glow_steps_per_block', 16,
+flags.DEFINE_integer('glow_steps_per_block', 8,
                      'Glow steps per level; the coupling width is then '
                      'chosen to match the RealNVP parameter count.')
 flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate.')
@@ -103,6 +106,8 @@ class Settings:
   glow_blocks: int
   glow_steps_per_block: int
   learning_rate: float
+  intra_op_threads: int
+  inter_op_threads: int
   seed: int
   profile_dir: str = None
 
@@ -146,13 +151,8 @@ def time_calls(function, args, warmup_calls, timed_calls):
 
 
 def measure(flow, jit, ceiling, settings, profile_name=None):
-  """Sampling, log_prob and train-step figures of `flow` under one setting.
-
-  The flow's variables are restored afterwards, so every setting starts
-  from the same weights.
-  """
+  """Sampling, log_prob and train-step figures of `flow` under one setting."""
   distribution = flow.distribution
-  initial_values = [v.numpy() for v in distribution.variables]
   pixels = tf.random.stateless_uniform(
       [max(settings.batch_size, settings.log_prob_batch_size),
        *settings.event_shape], [settings.seed, 1], maxval=256.)
@@ -172,21 +172,20 @@ def measure(flow, jit, ceiling, settings, profile_name=None):
       'log_prob': (log_prob, log_prob_inputs, settings.log_prob_batch_size),
       'train': (train_step, train_inputs, settings.batch_size),
   }
-  forward_flops = {'sample': flow.forward_flops,
-                   'log_prob': flow.forward_flops,
-                   'train': 3 * flow.forward_flops}
+  forward_passes = {'sample': 1, 'log_prob': 1, 'train': 3}
   results = {}
   for phase, (function, argument, images) in phases.items():
     with hardware.PeakMemory() as memory:
       first, seconds, output = time_calls(
           function, (argument,), settings.warmup_calls, settings.timed_calls)
     images_per_s = images / seconds
+    flops_per_s = forward_passes[phase] * flow.forward_flops * images_per_s
     results[phase] = {
         'images': images,
         'seconds': seconds,
         'images_per_s': images_per_s,
         'compile_s': max(first - seconds, 0.),
-        'share_of_ceiling': forward_flops[phase] * images_per_s / ceiling,
+        'share_of_ceiling': flops_per_s / ceiling,
         'peak_tensor_mib': memory.tensor_bytes / 2**20,
         'peak_rss_mib': (memory.rss_bytes / 2**20
                          if memory.rss_bytes is not None else None),
@@ -204,52 +203,71 @@ def measure(flow, jit, ceiling, settings, profile_name=None):
     for _ in range(2):
       train_step(train_inputs).numpy()
     tf.profiler.experimental.stop()
-  for variable, value in zip(distribution.variables, initial_values):
-    variable.assign(value)
   return results
 
 
+def measure_configuration(settings, model, kind, precision, jit,
+                          parameters_to_match=None):
+  """One row of the report, measured in the calling process.
+
+  Builds the flow `kind` ('realnvp', or 'glow' with `parameters_to_match`
+  weights, by default those of RealNVP `model`) and measures it after this
+  process's matmul ceiling in the row's compute dtype.
+  """
+  tf.config.threading.set_intra_op_parallelism_threads(
+      settings.intra_op_threads)
+  tf.config.threading.set_inter_op_parallelism_threads(
+      settings.inter_op_threads)
+  dtype = 'float32' if precision == 'float32' else 'bfloat16'
+  ceiling = hardware.matmul_flops_per_second(dtype, settings.matmul_size)
+  keras.utils.set_random_seed(settings.seed)
+  start = time.perf_counter()
+  if kind == 'realnvp':
+    flow = models.realnvp(settings.event_shape, model, precision)
+  else:
+    parameters_to_match = parameters_to_match or models.realnvp(
+        settings.event_shape, model, 'float32').parameters
+    flow = models.glow(
+        settings.event_shape, parameters_to_match, settings.glow_blocks,
+        settings.glow_steps_per_block, precision, settings.seed)
+  build_s = time.perf_counter() - start
+  name = f'{model}-{kind}-{precision}-{"xla" if jit else "plain"}'
+  return {
+      'model': model, 'flow': kind, 'precision': precision, 'xla': jit,
+      'parameters': flow.parameters, 'architecture': flow.settings,
+      'build_s': build_s, 'ceiling_flops_per_s': ceiling,
+      'forward_flops_per_image': flow.forward_flops,
+      **measure(flow, jit, ceiling, settings, profile_name=name)}
+
+
 def run(settings):
-  """Runs the benchmark; returns the report as a JSON-able dict."""
-  ceiling = {dtype: hardware.matmul_flops_per_second(dtype, settings.matmul_size)
-             for dtype in ('float32', 'bfloat16')}
-  logging.info('Matmul ceiling (GFLOP/s): %s',
-               {k: round(v / 1e9, 1) for k, v in ceiling.items()})
+  """Runs the benchmark; returns the report as a JSON-able dict.
+
+  Every row runs in a fresh process: TensorFlow and TFP keep a process's
+  traced graphs and compiled kernels alive (TFP's bijector cache holds every
+  traced `log_prob` graph), so one process would grow by hundreds of MiB per
+  row and carry earlier rows' memory into later figures.
+  """
   rows = []
-  for model in settings.models:
-    realnvp_parameters = None
-    for kind in settings.flows:
-      for precision in settings.precisions:
-        keras.utils.set_random_seed(settings.seed)
-        start = time.perf_counter()
-        if kind == 'realnvp':
-          flow = models.realnvp(settings.event_shape, model, precision)
-          realnvp_parameters = flow.parameters
-        else:
-          realnvp_parameters = realnvp_parameters or models.realnvp(
-              settings.event_shape, model, 'float32').parameters
-          flow = models.glow(
-              settings.event_shape, realnvp_parameters, settings.glow_blocks,
-              settings.glow_steps_per_block, precision, settings.seed)
-        build_s = time.perf_counter() - start
-        for jit in settings.xla:
-          name = f'{model}-{kind}-{precision}-{"xla" if jit else "plain"}'
-          logging.info('Measuring %s', name)
-          dtype = 'float32' if precision == 'float32' else 'bfloat16'
-          rows.append({
-              'model': model, 'flow': kind, 'precision': precision,
-              'xla': jit, 'parameters': flow.parameters,
-              'architecture': flow.settings, 'build_s': build_s,
-              'forward_flops_per_image': flow.forward_flops,
-              **measure(flow, jit, ceiling[dtype], settings,
-                        profile_name=name)})
-          logging.info('%s: %.2f train images/s', name,
-                       rows[-1]['train']['images_per_s'])
+  realnvp_parameters = {}
+  spawn = multiprocessing.get_context('spawn')
+  for model, kind, precision, jit in itertools.product(
+      settings.models, settings.flows, settings.precisions, settings.xla):
+    logging.info('Measuring %s %s %s, XLA %s', model, kind, precision, jit)
+    with futures.ProcessPoolExecutor(1, mp_context=spawn) as process:
+      row = process.submit(
+          measure_configuration, settings, model, kind, precision, jit,
+          realnvp_parameters.get(model)).result()
+    if kind == 'realnvp':
+      realnvp_parameters[model] = row['parameters']
+    logging.info('%.2f train images/s, %.0f%% of the ceiling',
+                 row['train']['images_per_s'],
+                 100 * row['train']['share_of_ceiling'])
+    rows.append(row)
   return {
       'command': ' '.join(['python -m benchmarks.benchmark'] + sys.argv[1:]),
       'machine': hardware.description(),
       'settings': dataclasses.asdict(settings),
-      'ceiling_flops_per_s': ceiling,
       'flop_counting': report.FLOP_COUNTING,
       'results': rows,
       'ratios': report.ratios(rows),
@@ -280,8 +298,6 @@ def settings_from_flags():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
-  tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
   result = run(settings_from_flags())
   os.makedirs(FLAGS.out_dir, exist_ok=True)
   with open(os.path.join(FLAGS.out_dir, 'benchmark.json'), 'w') as f:

@@ -49,13 +49,11 @@ def test_report_names_machine_versions_and_command(report):
 
 def test_ceiling_and_every_timing_are_finite_and_positive(report):
   result, _ = report
-  assert set(result['ceiling_flops_per_s']) == {'float32', 'bfloat16'}
-  assert all(_is_positive_number(v)
-             for v in result['ceiling_flops_per_s'].values())
   assert [(r['flow'], r['precision'], r['xla']) for r in result['results']] == [
       ('realnvp', 'mixed_bfloat16', False), ('glow', 'mixed_bfloat16', False)]
   for row in result['results']:
-    for key in ('parameters', 'forward_flops_per_image', 'build_s'):
+    for key in ('parameters', 'forward_flops_per_image', 'build_s',
+                'ceiling_flops_per_s'):
       assert _is_positive_number(row[key]), key
     for phase in PHASES:
       figures = row[phase]
