@@ -72,6 +72,11 @@ def glow_forward_flops(event_shape, num_blocks, steps_per_block,
   A step on `(H, W, C)` runs `GlowDefaultNetwork` (3x3 `C/2 -> hidden`, 1x1
   `hidden -> hidden`, 3x3 `hidden -> C`) and an invertible 1x1 convolution
   `C -> C`; each exit runs `GlowDefaultExitNetwork` (3x3 `C/2 -> C`).
+
+  This is the work the model needs. TFP's coupling (`tfb.RealNVP`) calls its
+  network once for the transform and again for the log-det, so the traced
+  `log_prob` graph holds every network twice (the profiler counts about 2x);
+  XLA merges the copies, plain TensorFlow runs both.
   """
   total = 0
   shapes = glow_block_shapes(event_shape, num_blocks)

@@ -9,15 +9,19 @@ FLOP_COUNTING = (
     'a train step counts 3x the forward pass (input and weight gradients). '
     'Cross-check: TF\'s graph profiler (tf.compat.v1.profiler, '
     'float_operation) on the traced log_prob and train-step graphs, divided '
-    'by their batch sizes; it also counts elementwise ops and the optimizer '
-    'update. Shares of the ceiling use the hand count. The ceiling is the '
-    'best FLOP/s of a large matmul measured in the row\'s own process: '
+    'by their batch sizes; it also counts elementwise ops, the optimizer '
+    'update, and each network TFP\'s Glow traces twice (once for the '
+    'transform, once for the log-det; XLA merges the copies, plain TF runs '
+    'both). Shares of the ceiling use the hand count, the work the model '
+    'needs. The ceiling is the better of two measurements of a large '
+    'matmul\'s FLOP/s in the row\'s own process, before and after the row: '
     'float32 for float32 rows, bfloat16 for mixed_bfloat16 rows.')
 
 _COLUMNS = (
     'model', 'flow', 'params', 'GFLOP/img', 'precision', 'XLA',
-    'ceiling GFLOP/s', 'train img/s', 'train % ceiling', 'log_prob img/s', 'log_prob % ceiling',
-    'sample latency (s)', 'train compile (s)', 'train peak MiB')
+    'ceiling GFLOP/s', 'train img/s', 'train % ceiling', 'log_prob img/s',
+    'log_prob % ceiling', 'sample latency (s)', 'train compile (s)',
+    'train peak MiB')
 _XLA = {False: 'XLA off', True: 'XLA on'}
 
 

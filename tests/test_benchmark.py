@@ -57,8 +57,8 @@ def test_ceiling_and_every_timing_are_finite_and_positive(report):
       assert _is_positive_number(row[key]), key
     for phase in PHASES:
       figures = row[phase]
-      for key in ('images', 'seconds', 'images_per_s', 'share_of_ceiling',
-                  'peak_rss_mib'):
+      for key in ('images', 'seconds', 'images_per_s', 'flops_per_image',
+                  'share_of_ceiling', 'peak_rss_mib'):
         assert _is_positive_number(figures[key]), (phase, key)
       # CPU allocator stats skip small tensors: the tiny model may read 0.
       assert math.isfinite(figures['peak_tensor_mib'])
