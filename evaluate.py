@@ -8,6 +8,7 @@ density plot (2-D); `--export` writes `model_dir/saved_model`.
 
 import json
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -39,7 +40,8 @@ def evaluate(model_dir, num_dequantizations=1, temperature=1.0,
     test_data = input_pipeline.make_dataset(
         config.dataset, 'test', config.batch_size, seed=config.seed + draw,
         data_dir=config.data_dir, image_size=config.image_size,
-        shuffle=False, repeat=False, drop_remainder=False)
+        download=config.download, shuffle=False, repeat=False,
+        drop_remainder=False)
     if eval_batches:
       test_data = test_data.take(eval_batches)
     figures.append(trainer.mean_nll_to_metric(
@@ -61,8 +63,11 @@ def evaluate(model_dir, num_dequantizations=1, temperature=1.0,
 
 def main(argv):
   del argv
-  result = evaluate(FLAGS.model_dir, FLAGS.num_dequantizations,
-                    FLAGS.temperature, FLAGS.eval_batches, FLAGS.export)
+  try:
+    result = evaluate(FLAGS.model_dir, FLAGS.num_dequantizations,
+                      FLAGS.temperature, FLAGS.eval_batches, FLAGS.export)
+  except (input_pipeline.DatasetUnavailableError, FileNotFoundError) as error:
+    sys.exit(f'error: {error}')
   print(json.dumps(result, indent=2))
 
 

@@ -6,12 +6,14 @@ CPU and needs no download. Re-running a command resumes its `--model_dir`.
 """
 
 import dataclasses
+import sys
 import typing
 
 from absl import app
 from absl import flags
 
 from tf_realnvp import config as config_lib
+from tf_realnvp import input_pipeline
 from tf_realnvp import trainer
 
 
@@ -44,7 +46,11 @@ def config_from_flags(config_class=config_lib.Config):
 
 def main(argv):
   del argv
-  result = trainer.train_and_evaluate(config_from_flags())
+  try:
+    result = trainer.train_and_evaluate(config_from_flags())
+  except (input_pipeline.DatasetUnavailableError,
+          trainer.TrainingDivergedError) as error:
+    sys.exit(f'error: {error}')
   print(' '.join(f'{k}={v}' for k, v in result.items()))
 
 

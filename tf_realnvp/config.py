@@ -31,6 +31,8 @@ class Config:
       '(cifar10, celeb_a, mnist).')
   data_dir: Optional[str] = _field(
       None, 'tensorflow-datasets data directory (default: ~/tensorflow_datasets).')
+  download: bool = _field(
+      True, 'Download a tensorflow-datasets dataset that is not in --data_dir.')
   image_size: int = _field(32, 'celeb_a: side of the centre-cropped square.')
   random_flip: bool = _field(True, 'Images: random horizontal flips in training.')
 

@@ -301,7 +301,8 @@ def total_steps(config):
 
 def steps_per_epoch(config):
   examples = input_pipeline.num_examples(
-      config.dataset, 'train', data_dir=config.data_dir)
+      config.dataset, 'train', data_dir=config.data_dir,
+      download=config.download)
   return max(1, examples // config.batch_size)
 
 
@@ -355,12 +356,14 @@ def _train(config, strategy, model_dir, write_dir):
   train_data = worker_shard(input_pipeline.make_dataset(
       config.dataset, 'train', config.batch_size, seed=config.seed,
       data_dir=config.data_dir, image_size=config.image_size,
+      download=config.download,
       random_flip=config.random_flip and is_image_dataset(config.dataset)),
                             strategy)
   test_data = input_pipeline.make_dataset(
       config.dataset, 'test', config.batch_size, seed=config.seed,
       data_dir=config.data_dir, image_size=config.image_size,
-      shuffle=False, repeat=False, drop_remainder=False)
+      download=config.download, shuffle=False, repeat=False,
+      drop_remainder=False)
   if config.eval_batches:
     test_data = test_data.take(config.eval_batches)
 
