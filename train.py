@@ -38,10 +38,8 @@ def define_flags(config_class=config_lib.Config):
 
 
 def config_from_flags(config_class=config_lib.Config):
-  values = {f.name: flags.FLAGS[f.name].value
-            for f in dataclasses.fields(config_class)}
-  values['hidden_units'] = tuple(int(v) for v in values['hidden_units'])
-  return config_class(**values)
+  return config_class(**{f.name: flags.FLAGS[f.name].value
+                          for f in dataclasses.fields(config_class)})
 
 
 def main(argv):

@@ -84,6 +84,10 @@ class Config:
       None, 'Test batches per evaluation (default: the whole test split).')
   export: bool = _field(True, 'Write model_dir/saved_model at the end.')
 
+  def __post_init__(self):
+    # From flags or JSON, hidden widths arrive as a list (of strings).
+    self.hidden_units = tuple(int(units) for units in self.hidden_units)
+
   def save(self, model_dir):
     """Writes the config as `model_dir/config.json`."""
     os.makedirs(model_dir, exist_ok=True)
@@ -98,9 +102,7 @@ class Config:
       raise FileNotFoundError(
           f'{path} not found: is {model_dir} the --model_dir of a training run?')
     with open(path) as f:
-      values = json.load(f)
-    values['hidden_units'] = tuple(values['hidden_units'])
-    return cls(**values)
+      return cls(**json.load(f))
 
   def check_resumable_from(self, saved):
     """Raises if `saved` (the run on disk) has another architecture."""
