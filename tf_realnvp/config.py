@@ -10,6 +10,8 @@ import json
 import os
 from typing import Optional, Tuple
 
+from tf_realnvp.input_pipeline import TOY_DATASETS
+
 # Fields that fix the model; a resumed run must not change them.
 ARCHITECTURE_FIELDS = (
     'dataset', 'image_size', 'num_scales', 'num_res_blocks', 'num_filters',
@@ -48,7 +50,9 @@ class Config:
       False, 'Run the s/t networks in bfloat16; log-dets stay float32.')
 
   # Optimisation (Dinh et al. 2017, Sec. 4.1: Adam, L2 5e-5 on weight scales).
-  batch_size: int = _field(64, 'Global batch size, split across replicas.')
+  batch_size: Optional[int] = _field(
+      None, 'Global batch size, split across replicas (default: 64 for '
+      'images as in the paper, 256 for 2-D data).')
   train_steps: Optional[int] = _field(
       None, 'Steps to train (default: --epochs, else 4000 for 2-D data).')
   epochs: Optional[float] = _field(None, 'Epochs to train, if --train_steps is unset.')
@@ -87,6 +91,8 @@ class Config:
   def __post_init__(self):
     # From flags or JSON, hidden widths arrive as a list (of strings).
     self.hidden_units = tuple(int(units) for units in self.hidden_units)
+    if self.batch_size is None:
+      self.batch_size = 256 if self.dataset in TOY_DATASETS else 64
 
   def save(self, model_dir):
     """Writes the config as `model_dir/config.json`."""
