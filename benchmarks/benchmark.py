@@ -14,14 +14,15 @@ and mixed bfloat16, with XLA off and on, it measures
 - peak memory: TensorFlow's allocator on the device, and the process RSS;
 
 and divides each FLOP rate by the machine's own ceiling, the FLOP/s of a
-large matmul measured in this process with this TensorFlow (float32 rows
-against the float32 matmul, mixed rows against the bfloat16 one). FLOPs per
-image are counted by hand from the architecture (`flops.py`) and
+large matmul measured in the same process with the same TensorFlow (float32
+rows against the float32 matmul, mixed rows against the bfloat16 one). FLOPs
+per image are counted by hand from the architecture (`flops.py`) and
 cross-checked with TF's profiler on the traced graphs.
 
-Each figure is the median of `--timed_calls` calls after the compiling first
-call and `--warmup_calls` more. Writes `benchmark.json` and `benchmark.md` to
-`--out_dir`. `--quick` runs a tiny model on 8x8 images in seconds.
+Every row runs in a fresh process. Each figure is the median of
+`--timed_calls` calls after the compiling first call and `--warmup_calls`
+more. Writes `benchmark.json` and `benchmark.md` to `--out_dir`. `--quick`
+runs a tiny model on 8x8 images in seconds.
 """
 
 from concurrent import futures
@@ -49,7 +50,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('out_dir', 'benchmark_results',
                     'Where to write benchmark.json and benchmark.md.')
 flags.DEFINE_list('models', ['cifar10', 'small'],
-                  f'RealNVP architectures, from {sorted(models.ARCHITECTURES)}.')
+                  'RealNVP architectures, from '
+                  f'{sorted(models.ARCHITECTURES)}.')
 flags.DEFINE_list('flows', list(models.FLOWS),
                   'realnvp (tf_realnvp.RealNVP) and/or glow (TFP\'s Glow '
                   'with as many weights as each model).')
@@ -129,7 +131,7 @@ def make_train_step(flow, optimizer):
   return train_step
 
 
-def time_calls(function, args, warmup_calls, timed_calls):
+def time_calls(function, argument, warmup_calls, timed_calls):
   """`(first call seconds, median steady-state seconds, last output)`.
 
   Each call waits for its result (`.numpy()`), so asynchronous devices are
@@ -137,7 +139,7 @@ def time_calls(function, args, warmup_calls, timed_calls):
   """
   def timed_call():
     start = time.perf_counter()
-    output = function(*args).numpy()
+    output = function(argument).numpy()
     return time.perf_counter() - start, output
 
   first, output = timed_call()
@@ -177,7 +179,7 @@ def measure(flow, jit, settings, profile_name=None):
   for phase, (function, argument, images, passes) in phases.items():
     with hardware.PeakMemory() as memory:
       first, seconds, output = time_calls(
-          function, (argument,), settings.warmup_calls, settings.timed_calls)
+          function, argument, settings.warmup_calls, settings.timed_calls)
     results[phase] = {
         'images': images,
         'seconds': seconds,
@@ -280,16 +282,14 @@ def run(settings):
 
 
 def settings_from_flags():
+  """`Settings` from the flags, with `--quick`'s defaults; checks names."""
   values = {field.name: FLAGS[field.name].value
             for field in dataclasses.fields(Settings)}
   if FLAGS.quick:
     values.update({name: value for name, value in QUICK.items()
                    if not FLAGS[name].present})
-  for model in values['models']:
-    if model not in models.ARCHITECTURES:
-      raise app.UsageError(f'Unknown model {model!r}; known: '
-                           f'{sorted(models.ARCHITECTURES)}.')
-  for name, known in (('flows', models.FLOWS),
+  for name, known in (('models', models.ARCHITECTURES),
+                      ('flows', models.FLOWS),
                       ('precisions', models.PRECISIONS),
                       ('xla', _BOOLEANS)):
     unknown = set(values[name]) - set(known)

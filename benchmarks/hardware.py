@@ -35,7 +35,8 @@ def description():
       'keras': keras.__version__,
       'python': platform.python_version(),
       'onednn': os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default'),
-      'tf32': bool(gpus) and tf.config.experimental.tensor_float_32_execution_enabled(),
+      'tf32': bool(gpus) and (
+          tf.config.experimental.tensor_float_32_execution_enabled()),
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec='seconds'),
   }
@@ -83,10 +84,10 @@ class PeakMemory:
 
   `tensor_bytes` is the peak of TensorFlow's allocator on the benchmark's
   device (tensors and XLA buffers), reset on entry; on CPU it tracks only
-  large allocations (from about 256 KiB), so a tiny model may read 0. `rss_bytes` is the
-  process's resident-set high-water mark (`VmHWM`, reset on entry through
-  `/proc/self/clear_refs`) on Linux, else `None`: it counts the whole process,
-  TensorFlow's runtime and earlier allocations included.
+  large allocations (a 16 KiB tensor is not counted, 256 KiB is), so a tiny
+  model may read 0. `rss_bytes` is the process's resident-set high-water
+  mark (`VmHWM`, reset on entry through `/proc/self/clear_refs`) on Linux,
+  else `None`: it counts the whole process, TensorFlow's runtime included.
   """
 
   def __enter__(self):

@@ -9,6 +9,7 @@ import tensorflow_probability as tfp
 import tf_keras
 
 import tf_realnvp
+from tf_realnvp import config
 from benchmarks import flops
 
 tfb = tfp.bijectors
@@ -26,7 +27,7 @@ FLOWS = ('realnvp', 'glow')
 # Keras dtype policies of the s/t networks; coupling arithmetic stays float32.
 PRECISIONS = ('float32', 'mixed_bfloat16')
 # L2 coefficient on the weight-normalization gains (Dinh et al. 2017, Sec. 4.1).
-L2 = 5e-5
+L2 = config.Config.l2
 
 
 @dataclasses.dataclass
@@ -48,11 +49,8 @@ class FlowUnderTest:
 
   @property
   def parameters(self):
-    return count_parameters(self.distribution.trainable_variables)
-
-
-def count_parameters(variables):
-  return sum(int(np.prod(v.shape)) for v in variables)
+    return sum(int(np.prod(v.shape))
+               for v in self.distribution.trainable_variables)
 
 
 def realnvp(event_shape, architecture, precision):
