@@ -85,7 +85,8 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
     if len(event_shape) == 3:
       _check_scales(event_shape, num_scales)
       data_to_latent = _sequence([
-          LogitPreprocessing(alpha=alpha, validate_args=validate_args),
+          LogitPreprocessing(alpha=alpha, dtype=dtype,
+                             validate_args=validate_args),
           _scale(event_shape, num_scales, num_res_blocks, num_filters,
                  **settings)])
     else:

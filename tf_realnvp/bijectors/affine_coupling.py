@@ -92,7 +92,6 @@ class AffineCoupling(OnePassBijector):
 
   def _shift_and_log_scale(self, kept, dtype):
     """Runs the conditioner on the kept entries; zeroes its outputs there."""
-    self._check_event_shape(kept)
     shift, log_scale = self._conditioner(kept)
     transformed = 1. - tf.constant(self._mask, dtype)
     shift = tf.cast(shift, dtype) * transformed
@@ -119,12 +118,14 @@ class AffineCoupling(OnePassBijector):
     return tf.reduce_sum(log_scale, axis=axes)
 
   def _forward_and_log_det(self, x):
+    self._check_event_shape(x)
     shift, log_scale = self._shift_and_log_scale(
         x * tf.constant(self._mask, x.dtype), x.dtype)
     y = x + shift if log_scale is None else x * tf.exp(log_scale) + shift
     return y, self._sum_event(log_scale, x)
 
   def _inverse_and_log_det(self, y):
+    self._check_event_shape(y)
     shift, log_scale = self._shift_and_log_scale(
         y * tf.constant(self._mask, y.dtype), y.dtype)
     x = y - shift if log_scale is None else (y - shift) * tf.exp(-log_scale)

@@ -23,7 +23,9 @@ class LogitPreprocessing(tfb.Bijector):
 
   The computation is TFP's `Sigmoid(low, high)` run backwards, with
   `low = -L a / (1 - 2a)` and `high = L (1 - a) / (1 - 2a)`; this class adds
-  the range check on `x` that a logit needs.
+  the check (with `validate_args`) that `x` lies in `(low, high)`, the
+  support, where the logit is defined: it contains `[0, L]`, and samples of a
+  flow come back from all of it (clip them to `[0, L)` for display).
 
   #### References
 
@@ -31,8 +33,8 @@ class LogitPreprocessing(tfb.Bijector):
        using Real NVP. ICLR 2017. https://arxiv.org/abs/1605.08803
   """
 
-  def __init__(self, alpha=0.05, num_levels=256, validate_args=False,
-               name='logit_preprocessing'):
+  def __init__(self, alpha=0.05, num_levels=256, dtype=tf.float32,
+               validate_args=False, name='logit_preprocessing'):
     parameters = dict(locals())
     if not 0. < alpha < 0.5:
       raise ValueError(f'alpha must lie in (0, 0.5), got {alpha}.')
@@ -43,9 +45,11 @@ class LogitPreprocessing(tfb.Bijector):
     span = num_levels / (1. - 2. * alpha)
     with tf.name_scope(name) as name:
       self._sigmoid = tfb.Sigmoid(
-          low=-alpha * span, high=(1. - alpha) * span)
+          low=tf.constant(-alpha * span, dtype),
+          high=tf.constant((1. - alpha) * span, dtype))
       super().__init__(
           forward_min_event_ndims=0,
+          dtype=dtype,
           validate_args=validate_args,
           parameters=parameters,
           name=name)
@@ -77,14 +81,16 @@ class LogitPreprocessing(tfb.Bijector):
       return self._sigmoid.inverse_log_det_jacobian(x, event_ndims=0)
 
   def _assert_in_range(self, x):
+    """Checks `x` lies in the support `(low, high)`, where the logit is defined.
+
+    The support, `(-L a / (1 - 2a), L (1 - a) / (1 - 2a))`, contains `[0, L]`
+    and all of the flow's samples; NaN fails the check too.
+    """
     if not self.validate_args:
       return []
-    return [
-        tf.debugging.assert_greater_equal(
-            x, tf.zeros([], x.dtype),
-            message=f'{self.name}: pixel intensities must be >= 0'),
-        tf.debugging.assert_less_equal(
-            x, tf.cast(self._num_levels, x.dtype),
-            message=(f'{self.name}: pixel intensities must be <= '
-                     f'{self._num_levels}')),
-    ]
+    low, high = self._sigmoid.low, self._sigmoid.high
+    message = (f'{self.name}: pixel intensities must lie in the support '
+               f'({float(low):.4g}, {float(high):.4g}), which contains '
+               f'[0, {self._num_levels}]; NaN is rejected too')
+    return [tf.debugging.assert_greater(x, tf.cast(low, x.dtype), message),
+            tf.debugging.assert_less(x, tf.cast(high, x.dtype), message)]
