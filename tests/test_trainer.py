@@ -53,8 +53,7 @@ def test_train_then_evaluate_2d_end_to_end(tmp_path):
   model_dir = tmp_path / 'moons'
   train = run_script(['train.py', '--dataset=moons', '--train_steps=300',
                       f'--model_dir={model_dir}', '--num_coupling_layers=4',
-                      '--hidden_units=32,32', '--eval_every=150',
-                      '--export=false'])
+                      '--hidden_units=32,32', '--eval_every=150'])
   assert train.returncode == 0, train.stderr[-3000:]
   assert (model_dir / 'samples' / 'step_300.png').stat().st_size > 1000
   evaluate = run_script(['evaluate.py', f'--model_dir={model_dir}'])
@@ -67,6 +66,18 @@ def test_train_then_evaluate_2d_end_to_end(tmp_path):
   assert result['test_nll_nats'] < standard_normal_nll(test_points) - 0.5
   printed = float(re.search(r'test_nll_nats=([-0-9.e]+)', train.stdout)[1])
   assert printed == pytest.approx(result['test_nll_nats'], abs=1e-4)
+  # The export reloads in a process without tf_realnvp and agrees.
+  np.save(tmp_path / 'points.npy', test_points[:100])
+  reload = run_script(['-c', (
+      'import sys, numpy as np, tensorflow as tf\n'
+      f'model = tf.saved_model.load({str(model_dir / "saved_model")!r})\n'
+      f'points = np.load({str(tmp_path / "points.npy")!r})\n'
+      f'np.save({str(tmp_path / "lp.npy")!r}, model.log_prob(points).numpy())\n'
+      "assert 'tf_realnvp' not in sys.modules\n")])
+  assert reload.returncode == 0, reload.stderr[-3000:]
+  _, flow, _ = trainer.restore_flow(str(model_dir))
+  np.testing.assert_allclose(np.load(tmp_path / 'lp.npy'),
+                             flow.log_prob(test_points[:100]), rtol=1e-5)
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
