@@ -265,3 +265,12 @@ def test_valid_extremes_give_finite_values():
   x = tf.constant(np.resize([0., 255.999, 256.], (3, 4, 4, 3)), tf.float32)
   assert np.all(np.isfinite(flow.log_prob(x)))
   assert np.all(np.isfinite(flow.sample(4, seed=tf.constant([1, 1]))))
+
+
+def test_dequantized_pixels_stay_in_their_bin_and_follow_the_seed():
+  images = tf.fill((1024, 32, 32, 3), tf.constant(255, tf.uint8))
+  x = tf_realnvp.dequantize(images, seed=7).numpy()
+  assert x.min() >= 255. and x.max() < 256.
+  tf.random.set_seed(123)  # the global seed must not matter
+  np.testing.assert_array_equal(tf_realnvp.dequantize(images, seed=7), x)
+  assert not np.array_equal(tf_realnvp.dequantize(images, seed=8), x)

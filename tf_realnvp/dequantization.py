@@ -1,7 +1,6 @@
 """Uniform dequantization of 8-bit images (Theis et al., 2016; Dinh et al., 2017)."""
 
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 
 def dequantize(images, seed):
@@ -13,7 +12,8 @@ def dequantize(images, seed):
 
   Args:
     images: `uint8` tensor of pixel values.
-    seed: a seed for `tfp.random.sanitize_seed` (an int or a shape-[2] tensor).
+    seed: an int, or a shape-[2] int tensor of a stateless seed; the noise is
+      a function of the seed alone (not of TensorFlow's global seed).
 
   Raises:
     TypeError: if `images` is not `uint8`.
@@ -23,6 +23,10 @@ def dequantize(images, seed):
     raise TypeError(
         f'Expected uint8 pixel values in [0, 255], got dtype {images.dtype.name}. '
         'Pass the raw 8-bit images; the noise is added here.')
-  noise = tf.random.stateless_uniform(
-      tf.shape(images), seed=tfp.random.sanitize_seed(seed))
-  return tf.cast(images, tf.float32) + noise
+  if isinstance(seed, int):
+    seed = tf.constant([0, seed], tf.int32)
+  noise = tf.random.stateless_uniform(tf.shape(images), seed=seed)
+  pixels = tf.cast(images, tf.float32)
+  # In float32, k + u rounds up to k + 1 for u within 2**-17 of 1 (k >= 128);
+  # keep every value in [k, k + 1).
+  return tf.minimum(pixels + noise, tf.math.nextafter(pixels + 1., pixels))
