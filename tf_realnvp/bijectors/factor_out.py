@@ -48,17 +48,18 @@ class FactorOut(OnePassBijector):
     return tf.split(x, 2, axis=-1)
 
   def _forward_and_log_det(self, x):
-    kept, rest = self._split(x)
-    # Hold the inner output until its log-det is read: TFP's cache drops an
-    # entry (and the log-det computed with it) once the output is collected.
-    rest_out = self._bijector.forward(rest)
-    fldj = self._bijector.forward_log_det_jacobian(
-        rest, event_ndims=self.forward_min_event_ndims)
-    return tf.concat([kept, rest_out], axis=-1), fldj
+    return self._transform_rest(x, self._bijector.forward,
+                                self._bijector.forward_log_det_jacobian)
 
   def _inverse_and_log_det(self, y):
-    kept, rest = self._split(y)
-    rest_out = self._bijector.inverse(rest)
-    ildj = self._bijector.inverse_log_det_jacobian(
-        rest, event_ndims=self.forward_min_event_ndims)
-    return tf.concat([kept, rest_out], axis=-1), ildj
+    return self._transform_rest(y, self._bijector.inverse,
+                                self._bijector.inverse_log_det_jacobian)
+
+  def _transform_rest(self, value, transform, log_det_jacobian):
+    """Applies one direction of the inner bijector to the second half."""
+    kept, rest = self._split(value)
+    # Hold the inner output until its log-det is read: TFP's cache drops an
+    # entry (and the log-det computed with it) once the output is collected.
+    rest_out = transform(rest)
+    log_det = log_det_jacobian(rest, event_ndims=self.forward_min_event_ndims)
+    return tf.concat([kept, rest_out], axis=-1), log_det
