@@ -38,7 +38,8 @@ class FlowUnderTest:
     distribution: the flow, a `tfd.Distribution` over images.
     to_inputs: maps pixel intensities in `[0, 256)` to the flow's inputs.
     penalty: `() -> scalar` added to the negative log-likelihood in training.
-    forward_flops: FLOPs of one image through `log_prob`, counted by hand.
+    forward_flops: FLOPs of one image through `log_prob` or sampling,
+      counted by hand: the work the model needs (see `flops.py`).
     settings: the constructor settings, for the report.
   """
   distribution: tfd.Distribution
