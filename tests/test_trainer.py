@@ -95,11 +95,13 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
                                atol=1e-7, err_msg=name)
 
 
-def test_resume_refuses_another_architecture(tmp_path):
+@pytest.mark.parametrize('change', [{'num_coupling_layers': 6},
+                                    {'batch_size': 32}])
+def test_resume_refuses_another_model_or_data_stream(tmp_path, change):
   trainer.train_and_evaluate(small_config(tmp_path / 'run', train_steps=2))
-  with pytest.raises(ValueError, match='num_coupling_layers'):
+  with pytest.raises(ValueError, match=next(iter(change))):
     trainer.train_and_evaluate(
-        small_config(tmp_path / 'run', train_steps=4, num_coupling_layers=6))
+        small_config(tmp_path / 'run', train_steps=4, **change))
 
 
 def _with_nan_batches(monkeypatch, bad_batches):
@@ -186,6 +188,7 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
   model_dir = tmp_path / 'run'
   process = subprocess.Popen(
       [sys.executable, 'train.py', '--dataset=moons', '--train_steps=100000',
+       '--batch_size=64',
        f'--model_dir={model_dir}', '--num_coupling_layers=2',
        '--hidden_units=16', '--checkpoint_every=100000', '--eval_every=100000',
        '--export=false'],

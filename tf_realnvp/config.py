@@ -12,10 +12,10 @@ from typing import Optional, Tuple
 
 from tf_realnvp.input_pipeline import TOY_DATASETS
 
-# Fields that fix the model; a resumed run must not change them.
-ARCHITECTURE_FIELDS = (
+# Fields that fix the model and the data stream; a resumed run keeps them.
+RESUME_FIELDS = (
     'dataset', 'image_size', 'num_scales', 'num_res_blocks', 'num_filters',
-    'num_coupling_layers', 'hidden_units', 'coupling')
+    'num_coupling_layers', 'hidden_units', 'coupling', 'batch_size', 'seed')
 
 
 def _field(default, help_text):
@@ -111,12 +111,12 @@ class Config:
       return cls(**json.load(f))
 
   def check_resumable_from(self, saved):
-    """Raises if `saved` (the run on disk) has another architecture."""
-    changed = [name for name in ARCHITECTURE_FIELDS
+    """Raises if `saved` (the run on disk) has another model or data stream."""
+    changed = [name for name in RESUME_FIELDS
                if getattr(self, name) != getattr(saved, name)]
     if changed:
       details = ', '.join(f'{n}: {getattr(saved, n)!r} on disk, '
                           f'{getattr(self, n)!r} asked' for n in changed)
       raise ValueError(
-          f'The run in {self.model_dir} has another architecture ({details}). '
+          f'The run in {self.model_dir} has other settings ({details}). '
           'Use another --model_dir, or the same settings to resume it.')
