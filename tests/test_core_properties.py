@@ -274,3 +274,19 @@ def test_dequantized_pixels_stay_in_their_bin_and_follow_the_seed():
   tf.random.set_seed(123)  # the global seed must not matter
   np.testing.assert_array_equal(tf_realnvp.dequantize(images, seed=7), x)
   assert not np.array_equal(tf_realnvp.dequantize(images, seed=8), x)
+
+
+def test_mixed_precision_log_prob_agrees_with_float32():
+  flows = [tf_realnvp.RealNVP((8, 8, 3), num_res_blocks=1, num_filters=8,
+                              network_dtype=policy)
+           for policy in (None, 'mixed_bfloat16')]
+  rng = np.random.RandomState(0)
+  for full, mixed in zip(flows[0].trainable_variables,
+                         flows[1].trainable_variables):
+    value = rng.normal(0., 0.1, full.shape).astype(np.float32)
+    full.assign(value)
+    mixed.assign(value)
+  x = tf.random.uniform((4, 8, 8, 3), 0., 256.)
+  bits = [tf_realnvp.bits_per_dim(flow, tf.cast(x, tf.uint8), seed=0)
+          for flow in flows]
+  np.testing.assert_allclose(bits[1], bits[0], atol=1e-3)

@@ -37,7 +37,10 @@ class WeightNormDense(keras.layers.Layer):
   GAIN = 'gain'
 
   def __init__(self, units, kernel_size=None, zero_init=False, **kwargs):
-    super().__init__(**kwargs)
+    # The normalised kernel is computed from float32 variables even under a
+    # mixed policy, then cast: in bfloat16 its norm would lose precision.
+    # Without autocasting, `call` casts its input to the compute dtype itself.
+    super().__init__(autocast=False, **kwargs)
     self.units = units
     self.kernel_size = kernel_size
     self.zero_init = zero_init
@@ -58,11 +61,13 @@ class WeightNormDense(keras.layers.Layer):
     axes = tuple(range(len(self.direction.shape) - 1))
     kernel = self.direction * (self.gain * ops.rsqrt(
         ops.sum(ops.square(self.direction), axis=axes) + 1e-12))
+    kernel = ops.cast(kernel, self.compute_dtype)
+    x = ops.cast(x, self.compute_dtype)
     if self.kernel_size is None:
       y = ops.matmul(x, kernel)
     else:
       y = ops.conv(x, kernel, padding='same')
-    return y + self.bias
+    return y + ops.cast(self.bias, self.compute_dtype)
 
 
 class ResidualBlock(keras.layers.Layer):
@@ -83,7 +88,9 @@ class _Conditioner(keras.layers.Layer):
   """Shared head: splits the last layer's output into `(shift, log_scale)`."""
 
   def __init__(self, channels, additive, **kwargs):
-    super().__init__(**kwargs)
+    # The head's `scale * tanh(h)` runs in the variable dtype (float32 under
+    # a mixed policy): log-dets sum these log-scales over every dimension.
+    super().__init__(autocast=False, **kwargs)
     self.channels = channels
     self.additive = additive
 
@@ -96,7 +103,7 @@ class _Conditioner(keras.layers.Layer):
           name='log_scale_factor', shape=(self.channels,), initializer='ones')
 
   def _shift_and_log_scale(self, features):
-    out = self.head(features)
+    out = ops.cast(self.head(features), self.variable_dtype)
     if self.additive:
       return out, None
     shift, raw = ops.split(out, 2, axis=-1)
