@@ -2,6 +2,7 @@
 
 import numpy as np
 import tensorflow as tf
+from tensorflow_probability.python.internal import prefer_static as ps
 
 from tf_realnvp.bijectors.one_pass import OnePassBijector
 
@@ -21,8 +22,9 @@ class AffineCoupling(OnePassBijector):
   layer additive (NICE, Dinh et al. 2015): `y = x + (1-b) t`, log-det 0.
 
   The coupling knows nothing about networks: `conditioner` is any callable (a
-  Keras layer here) mapping a masked event batch to `(shift, log_scale)`, each
-  of the event's shape. Its outputs are cast to the input dtype, so a
+  Keras layer here) mapping a batch `[N, *event_shape]` of masked events to
+  `(shift, log_scale)`, each of that shape; inputs of any batch shape reach it
+  flattened to one batch axis. Its outputs are cast to the input dtype, so a
   conditioner may compute in bfloat16 while the coupling arithmetic and the
   log-det stay in float32.
 
@@ -30,8 +32,8 @@ class AffineCoupling(OnePassBijector):
 
   ```python
   mask = masks.checkerboard_mask(8, 8, 3, parity=0)
-  layer = AffineCoupling(mask, networks.ResNetConditioner(mask.shape))
-  z = layer.forward(x)   # x: [batch, 8, 8, 3]
+  layer = AffineCoupling(mask, networks.ResNetConditioner(channels=3))
+  z = layer.forward(x)   # x: [..., 8, 8, 3]
   ```
 
   #### References
@@ -91,16 +93,25 @@ class AffineCoupling(OnePassBijector):
     return self._additive
 
   def _shift_and_log_scale(self, kept, dtype):
-    """Runs the conditioner on the kept entries; zeroes its outputs there."""
-    shift, log_scale = self._conditioner(kept)
+    """Runs the conditioner on the kept entries; zeroes its outputs there.
+
+    The conditioner sees a batch with exactly one batch axis (a Keras
+    convolution needs `[N, H, W, C]`): any batch shape of `kept`, none
+    included, is flattened into it and restored on the outputs.
+    """
+    shift, log_scale = self._conditioner(
+        tf.reshape(kept, [-1] + self._event_shape.as_list()))
     transformed = 1. - tf.constant(self._mask, dtype)
-    shift = tf.cast(shift, dtype) * transformed
+
+    def restore(output):
+      return tf.reshape(tf.cast(output, dtype), ps.shape(kept)) * transformed
+
     if self._additive:
       if log_scale is not None:
         raise ValueError('An additive coupling needs a conditioner that '
                          'returns log_scale=None.')
-      return shift, None
-    return shift, tf.cast(log_scale, dtype) * transformed
+      return restore(shift), None
+    return restore(shift), restore(log_scale)
 
   def _check_event_shape(self, x):
     ndims = self._event_shape.rank

@@ -1,0 +1,117 @@
+"""AffineCoupling: bijector properties for every mask, the coupling structure."""
+
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_realnvp import bijectors
+from tf_realnvp import networks
+
+import bijector_checks
+
+
+def coupling(mask, additive=False, dtype='float64'):
+  """A perturbed coupling with a tiny conditioner (ResNet for images, MLP)."""
+  if mask.ndim == 3:
+    net = networks.ResNetConditioner(mask.shape[-1], num_blocks=1,
+                                     num_filters=4, additive=additive,
+                                     dtype=dtype)
+  else:
+    net = networks.MLPConditioner(mask.shape[-1], hidden_units=(16, 16),
+                                  additive=additive, dtype=dtype)
+  return bijector_checks.perturb(
+      bijectors.AffineCoupling(mask, net, additive=additive))
+
+
+MASKS = {
+    'checkerboard_even': bijectors.checkerboard_mask(4, 4, 2, parity=0),
+    'checkerboard_odd_3x5': bijectors.checkerboard_mask(3, 5, 2, parity=1),
+    'channel_first_half': bijectors.channel_mask(2, 2, 4, parity=0),
+    'channel_second_half': bijectors.channel_mask(2, 2, 4, parity=1),
+    'vector_5d': bijectors.alternating_mask(5, parity=0),
+    'vector_2d': bijectors.alternating_mask(2, parity=1),
+}
+
+
+class TestCouplingProperties(bijector_checks.BijectorProperties):
+  CASES = {
+      **{name: bijector_checks.Case(lambda mask=mask: coupling(mask),
+                                    mask.shape)
+         for name, mask in MASKS.items()},
+      **{f'additive_{name}': bijector_checks.Case(
+          lambda mask=MASKS[name]: coupling(mask, additive=True),
+          MASKS[name].shape, volume_preserving=True)
+         for name in ('checkerboard_even', 'vector_5d')},
+  }
+
+
+@pytest.mark.parametrize('name', sorted(MASKS))
+def test_jacobian_is_triangular_with_kept_entries_first(name):
+  """Kept entries pass unchanged; the transformed ones are scaled (diagonal
+  block) and shifted by a function of the kept ones (the block below it)."""
+  mask = MASKS[name].ravel().astype(bool)
+  x = tf.random.stateless_normal((2,) + MASKS[name].shape, [0, 1],
+                                dtype=tf.float64)
+  jacobian = bijector_checks.flat_jacobian(coupling(MASKS[name]), x)
+  kept, changed = np.flatnonzero(mask), np.flatnonzero(~mask)
+  np.testing.assert_array_equal(jacobian[:, kept][:, :, kept],
+                                np.broadcast_to(np.eye(len(kept)), (2,) + (
+                                    len(kept),) * 2))
+  np.testing.assert_array_equal(jacobian[:, kept][:, :, changed], 0.)
+  changed_block = jacobian[:, changed][:, :, changed]
+  np.testing.assert_array_equal(
+      changed_block * (1 - np.eye(len(changed))), 0.)
+  assert np.abs(jacobian[:, changed][:, :, kept]).max() > 1e-2
+
+
+def test_fresh_coupling_is_the_identity():
+  """The zero-initialised head makes `t = s = 0`: y = x, log-det 0."""
+  mask = MASKS['checkerboard_even']
+  layer = bijectors.AffineCoupling(
+      mask, networks.ResNetConditioner(2, num_blocks=1, num_filters=4))
+  x = tf.random.normal((3,) + mask.shape)
+  np.testing.assert_array_equal(layer.forward(x), x)
+  np.testing.assert_array_equal(
+      layer.forward_log_det_jacobian(x, event_ndims=3), 0.)
+
+
+def test_conditioner_runs_once_for_output_and_log_det():
+  """The greedy cache keeps the log-det: one network call per direction."""
+  mask = MASKS['vector_5d']
+  layer = coupling(mask)
+  calls = []
+  conditioner_call = layer.conditioner.call
+  layer.conditioner.call = lambda x: calls.append(1) or conditioner_call(x)
+  x = tf.random.normal((3, 5), dtype=tf.float64)
+  y = layer.forward(x)
+  fldj = layer.forward_log_det_jacobian(x, event_ndims=1)
+  ildj = layer.inverse_log_det_jacobian(y, event_ndims=1)
+  assert len(calls) == 1
+  np.testing.assert_array_equal(ildj, -fldj)
+  layer.inverse_log_det_jacobian(tf.identity(y), event_ndims=1)
+  assert len(calls) == 2
+
+
+def test_mask_must_be_binary():
+  with pytest.raises(ValueError, match='0 and 1'):
+    bijectors.AffineCoupling(np.full((2,), 0.5),
+                             networks.MLPConditioner(2, hidden_units=(4,)))
+
+
+def test_additive_coupling_rejects_a_log_scale():
+  layer = bijectors.AffineCoupling(
+      MASKS['vector_2d'], networks.MLPConditioner(2, hidden_units=(4,)),
+      additive=True)
+  with pytest.raises(ValueError, match='log_scale=None'):
+    layer.forward(tf.zeros((1, 2)))
+
+
+@pytest.mark.parametrize('shape', [(2, 4, 4, 3), (2, 4, 4), (4,)])
+def test_events_of_the_wrong_shape_are_rejected(shape):
+  layer = coupling(MASKS['checkerboard_even'], dtype='float32')
+  for direction in (layer.forward, layer.inverse):
+    with pytest.raises(ValueError, match=re.escape('(4, 4, 2)') + '.*'
+                       + re.escape(str(shape))):
+      direction(tf.zeros(shape))
