@@ -47,6 +47,7 @@ class Squeeze(tfp.bijectors.Bijector):
         [batch, [height // 2, width // 2, 4 * channels]], axis=0))
 
   def _inverse(self, y):
+    self._check_multiple_of_four(y.shape[-1])
     shape = ps.shape(y)
     batch, height, width, channels = shape[:-3], shape[-3], shape[-2], shape[-1]
     y = tf.reshape(y, ps.concat(
@@ -64,6 +65,12 @@ class Squeeze(tfp.bijectors.Bijector):
         raise ValueError(
             f'{self.name}: height and width must be even, got {spatial}.')
 
+  def _check_multiple_of_four(self, channels):
+    if channels is not None and channels % 4:
+      raise ValueError(
+          f'{self.name}: unsqueeze needs a multiple of 4 channels, got '
+          f'{channels}.')
+
   def _forward_event_shape(self, input_shape):
     self._check_even(input_shape[-3:-1])
     height, width, channels = input_shape[-3:]
@@ -79,10 +86,7 @@ class Squeeze(tfp.bijectors.Bijector):
 
   def _inverse_event_shape(self, output_shape):
     height, width, channels = output_shape[-3:]
-    if channels is not None and channels % 4:
-      raise ValueError(
-          f'{self.name}: unsqueeze needs a multiple of 4 channels, got '
-          f'{channels}.')
+    self._check_multiple_of_four(channels)
     return output_shape[:-3].concatenate([
         None if height is None else 2 * height,
         None if width is None else 2 * width,
