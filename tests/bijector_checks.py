@@ -23,6 +23,9 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from tf_realnvp import bijectors
+from tf_realnvp import networks
+
 
 def perturb(module, scale=0.3, seed=0):
   """Moves every trainable weight of `module` away from its initialisation.
@@ -35,6 +38,18 @@ def perturb(module, scale=0.3, seed=0):
     variable.assign(rng.normal(0., scale, variable.shape).astype(
         variable.dtype.as_numpy_dtype))
   return module
+
+
+def coupling(mask, additive=False, dtype='float64'):
+  """A perturbed coupling with a tiny conditioner: ResNet for images, MLP."""
+  if mask.ndim == 3:
+    net = networks.ResNetConditioner(mask.shape[-1], num_blocks=1,
+                                     num_filters=4, additive=additive,
+                                     dtype=dtype)
+  else:
+    net = networks.MLPConditioner(mask.shape[-1], hidden_units=(16, 16),
+                                  additive=additive, dtype=dtype)
+  return perturb(bijectors.AffineCoupling(mask, net, additive=additive))
 
 
 def flat_jacobian(bijector, x):
