@@ -36,7 +36,7 @@ def perturb(module, scale=0.3, seed=0):
   rng = np.random.RandomState(seed)
   for variable in module.trainable_variables:
     variable.assign(rng.normal(0., scale, variable.shape).astype(
-        variable.dtype.as_numpy_dtype))
+        tf.as_dtype(variable.dtype).as_numpy_dtype))
   return module
 
 
