@@ -112,11 +112,11 @@ def glow_flow(dims, num_layers=8, hidden_units=(128, 128), dtype=tf.float32):
   """
   mask = alternating_mask(dims, parity=0)
   data_to_latent = []
-  for step in range(num_layers):
+  for _ in range(num_layers):
     conditioner = networks.MLPConditioner(
         dims, hidden_units=hidden_units, dtype=tf.as_dtype(dtype).name)
     data_to_latent += [ActNorm(dims, dtype=dtype),
-                       InvertibleConv1x1(dims, seed=step, dtype=dtype),
+                       InvertibleConv1x1(dims, dtype=dtype),
                        AffineCoupling(mask, conditioner)]
   data_to_latent = tfb.Chain(data_to_latent[::-1])  # The first one first.
   return _flow(tfb.Invert(data_to_latent), dims, dtype, 'glow')

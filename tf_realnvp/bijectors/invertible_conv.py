@@ -30,14 +30,14 @@ class InvertibleConv1x1(tfp.bijectors.Bijector):
   product and solves are `tfp.bijectors.ScaleMatvecLU`'s, fed through a
   `tfp.util.DeferredTensor` that puts `sign(s) * exp(log|s|)` on the diagonal.
 
-  `W` starts as a random orthogonal matrix (QR of a Gaussian matrix, drawn
-  from `seed`), whose LU factors give the initial `P`, `L`, `U`, `s`. `P` and
-  `sign(s)` are non-trainable variables, so a checkpoint restores them too.
+  `W` starts as a random orthogonal matrix (QR of a Gaussian matrix), whose
+  LU factors give the initial `P`, `L`, `U`, `s`. `P` and `sign(s)` are
+  non-trainable variables, so a checkpoint restores them too.
 
   #### Examples
 
   ```python
-  mixing = InvertibleConv1x1(channels=12, seed=0)
+  mixing = InvertibleConv1x1(channels=12)
   z = mixing.forward(x)   # x: [batch, 16, 16, 12]
   ```
 
@@ -48,19 +48,22 @@ class InvertibleConv1x1(tfp.bijectors.Bijector):
        https://arxiv.org/abs/1807.03039
   """
 
-  def __init__(self, channels, seed=0, dtype=tf.float32, validate_args=False,
-               name='invertible_conv1x1'):
+  def __init__(self, channels, seed=None, dtype=tf.float32,
+               validate_args=False, name='invertible_conv1x1'):
     """Builds the layer from a random orthogonal matrix.
 
     Args:
       channels: size of the last axis of the events.
-      seed: NumPy seed of the initial orthogonal matrix.
+      seed: NumPy seed of the initial orthogonal matrix; `None` draws it
+        from NumPy's global random state (which
+        `keras.utils.set_random_seed` seeds).
       dtype: float dtype of the weights and of the inputs.
       validate_args: Python `bool`, whether to check inputs at run time.
       name: name of the bijector.
     """
     parameters = dict(locals())
-    gaussian = np.random.default_rng(seed).standard_normal((channels, channels))
+    rng = np.random if seed is None else np.random.default_rng(seed)
+    gaussian = rng.standard_normal((channels, channels))
     orthogonal, _ = np.linalg.qr(gaussian)
     lower_upper, permutation = tf.linalg.lu(tf.constant(orthogonal, dtype))
     diagonal = tf.linalg.diag_part(lower_upper)
