@@ -52,8 +52,18 @@ def coupling(mask, additive=False, dtype='float64'):
   return perturb(bijectors.AffineCoupling(mask, net, additive=additive))
 
 
+def record_conditioner_calls(couplings):
+  """Returns a list to which every conditioner call appends its coupling."""
+  calls = []
+  for layer in couplings:
+    call = layer.conditioner.call
+    layer.conditioner.call = (
+        lambda x, call=call, layer=layer: calls.append(layer) or call(x))
+  return calls
+
+
 def flat_jacobian(bijector, x):
-  """`d vec(f(x)) / d vec(x)` for each event of `x`, shape `[N, D_out, D_in]`."""
+  """`d vec(f(x)) / d vec(x)` for each event of `x`: `[N, D_out, D_in]`."""
   batch = x.shape[0]
   flat = tf.reshape(x, [batch, -1])
   with tf.GradientTape() as tape:

@@ -22,7 +22,7 @@ class TestLogitProperties(bijector_checks.BijectorProperties):
 
 
 def test_forward_and_log_det_follow_the_formula():
-  """z = logit(p), p = a + (1-2a) x/L; log|dz/dx| = log((1-2a)/L) - log p(1-p)."""
+  """z = logit(p), p = a + (1-2a) x/L; log|dz/dx| = log((1-2a)/L p (1-p))."""
   alpha, levels = 0.05, 256.
   x = np.random.RandomState(0).uniform(0., levels, (3, 7))
   logit = bijectors.LogitPreprocessing(alpha=alpha, dtype=tf.float64)

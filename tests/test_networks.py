@@ -1,4 +1,4 @@
-"""Conditioners: shapes, identity start, bounded log-scale, weight norm, dtypes."""
+"""Conditioners: shapes, identity start, bounded log-scale, weight norm."""
 
 import numpy as np
 import pytest
