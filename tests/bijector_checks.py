@@ -32,11 +32,19 @@ def perturb(module, scale=0.3, seed=0):
 
   Assigns independent `N(0, scale^2)` values to `module.trainable_variables`
   (a `tf.Module`, a distribution, or a Keras layer) and returns `module`.
+  Variable constraints (MADE's autoregressive masks) are applied after, as
+  Keras optimizers do after every update, and `ActNorm` layers are marked
+  initialized so their first batch does not overwrite the new values.
   """
   rng = np.random.RandomState(seed)
   for variable in module.trainable_variables:
     variable.assign(rng.normal(0., scale, variable.shape).astype(
         tf.as_dtype(variable.dtype).as_numpy_dtype))
+    if getattr(variable, 'constraint', None) is not None:
+      variable.assign(variable.constraint(variable))
+  for layer in module.submodules:
+    if isinstance(layer, bijectors.ActNorm):
+      layer.initialized.assign(True)
   return module
 
 

@@ -55,6 +55,11 @@ class TestFlowProperties(bijector_checks.BijectorProperties):
           support=(0., 256.)),
       'vector_2d': bijector_checks.Case(lambda: data_to_latent((2,)), (2,)),
       'vector_5d': bijector_checks.Case(lambda: data_to_latent((5,)), (5,)),
+      'image_4x4x2_glow': bijector_checks.Case(
+          lambda: data_to_latent((4, 4, 2), step='glow'), (4, 4, 2),
+          support=(0., 256.)),
+      'vector_5d_glow': bijector_checks.Case(
+          lambda: data_to_latent((5,), step='glow'), (5,)),
   }
 
 
@@ -67,6 +72,9 @@ def layers_in_order(bijector):
     return [('factor_out', layers_in_order(bijector.bijector))]
   if isinstance(getattr(bijector, 'bijector', None), bijectors.Squeeze):
     return ['unsqueeze']  # tfb.Invert(Squeeze())
+  if isinstance(bijector, (bijectors.ActNorm, bijectors.InvertibleConv1x1)):
+    channels = bijector.trainable_variables[0].shape[0]
+    return [(type(bijector).__name__, channels)]
   if isinstance(bijector, bijectors.AffineCoupling):
     mask = bijector.mask
     for kind, make in (('checkerboard', bijectors.checkerboard_mask),
@@ -100,6 +108,49 @@ def test_image_flow_follows_the_papers_multi_scale_architecture():
   assert layers_in_order(f) == ['LogitPreprocessing'] + scale(
       (8, 8, 3), 4, scale((4, 4, 6), 8, last))
   assert len(tf_realnvp.couplings(f)) == 16
+
+
+@pytest.mark.parametrize('event_shape, num_scales', [((8, 8, 3), 3), ((5,), 1)])
+def test_glow_steps_put_actnorm_and_a_1x1_convolution_before_each_coupling(
+    event_shape, num_scales):
+  """The same architecture and masks, each coupling on C channels preceded
+  by ActNorm and InvertibleConv1x1 on C channels."""
+  def with_glow_steps(layers):
+    expanded = []
+    for layer in layers:
+      if isinstance(layer, tuple) and layer[0] == 'factor_out':
+        expanded.append(('factor_out', with_glow_steps(layer[1])))
+      elif isinstance(layer, tuple):  # A coupling: (kind, parity, shape, ...).
+        channels = layer[2][-1]
+        expanded += [('ActNorm', channels), ('InvertibleConv1x1', channels),
+                     layer]
+      else:
+        expanded.append(layer)
+    return expanded
+
+  def layers(step):
+    nvp = tf_realnvp.RealNVP(event_shape, num_scales=num_scales, step=step,
+                             **TINY)
+    return layers_in_order(nvp.bijector.bijector)
+  assert layers('glow') == with_glow_steps(layers('realnvp'))
+
+
+def test_glow_step_actnorm_initializes_on_the_first_log_prob():
+  """Data-dependent init: after one log_prob every ActNorm is set, and the
+  first one standardizes the logits of that batch per channel."""
+  nvp = tf_realnvp.RealNVP((4, 4, 2), step='glow', **TINY)
+  x = pixels((16, 4, 4, 2))
+  nvp.log_prob(x)
+  actnorms = [m for m in nvp.submodules if isinstance(m, bijectors.ActNorm)]
+  assert len(actnorms) == len(tf_realnvp.couplings(nvp)) == 10
+  assert all(bool(a.initialized) for a in actnorms)
+  # Chains list their layers last-applied first: logit, then the first
+  # scale, whose first step starts with its ActNorm.
+  logit, first_scale = nvp.bijector.bijector.bijectors[::-1]
+  first_actnorm = first_scale.bijectors[-1].bijectors[-1]
+  standardized = first_actnorm.forward(logit.forward(x)).numpy()
+  np.testing.assert_allclose(standardized.mean(axis=(0, 1, 2)), 0., atol=1e-5)
+  np.testing.assert_allclose(standardized.std(axis=(0, 1, 2)), 1., rtol=1e-3)
 
 
 def test_vector_flow_alternates_its_masks():
@@ -244,6 +295,8 @@ def test_unusable_settings_are_rejected():
     tf_realnvp.RealNVP((2,), dtype=tf.int32)
   with pytest.raises(ValueError, match="coupling.*'spline'"):
     tf_realnvp.RealNVP((2,), coupling='spline')
+  with pytest.raises(ValueError, match="step.*'maf'"):
+    tf_realnvp.RealNVP((2,), step='maf')
   with pytest.raises(ValueError, match='temperature'):
     tf_realnvp.with_temperature(tf_realnvp.RealNVP((2,)), 0.)
 

@@ -5,8 +5,10 @@ import tensorflow_probability as tfp
 
 from tf_realnvp import networks
 from tf_realnvp.bijectors import masks
+from tf_realnvp.bijectors.actnorm import ActNorm
 from tf_realnvp.bijectors.affine_coupling import AffineCoupling
 from tf_realnvp.bijectors.factor_out import FactorOut
+from tf_realnvp.bijectors.invertible_conv import InvertibleConv1x1
 from tf_realnvp.bijectors.logit import LogitPreprocessing
 from tf_realnvp.bijectors.squeeze import Squeeze
 
@@ -14,11 +16,12 @@ tfb = tfp.bijectors
 tfd = tfp.distributions
 
 COUPLINGS = ('affine', 'additive')
+STEPS = ('realnvp', 'glow')
 
 
 def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
             num_coupling_layers=8, hidden_units=(128, 128), coupling='affine',
-            alpha=0.05, dtype=tf.float32, network_dtype=None,
+            step='realnvp', alpha=0.05, dtype=tf.float32, network_dtype=None,
             validate_args=True, name='RealNVP'):
   """A RealNVP flow: `tfd.TransformedDistribution` over a standard Normal.
 
@@ -44,6 +47,13 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
   Vectors, `event_shape = (D,)`: `num_coupling_layers` couplings with
   alternating masks (`[1, 0]`, `[0, 1]`, ... in 2-D) and MLP conditioners.
 
+  Glow steps, `step='glow'`: every coupling above becomes a step of flow of
+  Glow (Kingma & Dhariwal 2018, Sec. 3): `ActNorm` (per-channel affine,
+  initialized from the first batch it sees in the data direction, e.g. the
+  first `log_prob`), then `InvertibleConv1x1` (a learned invertible mixing of
+  the channels, LU-parameterized), then the coupling with its usual mask. The
+  architecture, the masks and the networks are otherwise unchanged.
+
   Args:
     event_shape: `(H, W, C)` for images or `(D,)` for vectors.
     num_scales: images: scales of the multi-scale architecture; H and W must
@@ -53,6 +63,8 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
     num_coupling_layers: vectors: number of coupling layers.
     hidden_units: vectors: hidden widths of each s/t MLP.
     coupling: `'affine'` (RealNVP) or `'additive'` (NICE, volume preserving).
+    step: `'realnvp'` (a coupling per step, as in the paper) or `'glow'`
+      (actnorm, invertible 1x1 convolution, coupling).
     alpha: images: the logit preprocessing's `alpha`.
     dtype: float dtype of the distribution.
     network_dtype: dtype policy of the s/t networks, e.g. `'mixed_bfloat16'`;
@@ -77,8 +89,11 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
     raise TypeError(f'dtype must be a floating dtype, got {dtype.name}.')
   if coupling not in COUPLINGS:
     raise ValueError(f'coupling must be one of {COUPLINGS}, got {coupling!r}.')
+  if step not in STEPS:
+    raise ValueError(f'step must be one of {STEPS}, got {step!r}.')
   event_shape = _check_event_shape(event_shape)
-  settings = dict(additive=coupling == 'additive',
+  settings = dict(additive=coupling == 'additive', glow=step == 'glow',
+                  dtype=dtype,
                   network_dtype=network_dtype or dtype.name,
                   validate_args=validate_args)
   with tf.name_scope(name):
@@ -126,11 +141,13 @@ def weight_scale_l2(flow):
   """Sum of squares of the s/t networks' weight-normalization gains.
 
   The paper trains with `5e-5 * weight_scale_l2(flow)` added to the negative
-  log-likelihood (Dinh et al. 2017, Sec. 4.1).
+  log-likelihood (Dinh et al. 2017, Sec. 4.1). Zero for a flow without
+  couplings (MAF, IAF, FFJORD).
   """
   gains = [g for layer in couplings(flow)
            for g in layer.conditioner.scale_weights]
-  return tf.add_n([tf.reduce_sum(tf.square(g)) for g in gains])
+  return tf.add_n([tf.reduce_sum(tf.square(g)) for g in gains]
+                  or [tf.zeros([], flow.dtype)])
 
 
 def _sequence(bijectors):
@@ -138,12 +155,20 @@ def _sequence(bijectors):
   return tfb.Chain(list(reversed(bijectors)))
 
 
-def _coupling(mask, conditioner_class, additive, network_dtype, validate_args,
-              **network_kwargs):
+def _coupling(mask, conditioner_class, additive, glow, dtype, network_dtype,
+              validate_args, **network_kwargs):
+  """A coupling on `mask`, after actnorm and a 1x1 convolution if `glow`."""
+  channels = mask.shape[-1]
   conditioner = conditioner_class(
-      mask.shape[-1], additive=additive, dtype=network_dtype, **network_kwargs)
-  return AffineCoupling(mask, conditioner, additive=additive,
-                        validate_args=validate_args)
+      channels, additive=additive, dtype=network_dtype, **network_kwargs)
+  coupling = AffineCoupling(mask, conditioner, additive=additive,
+                            validate_args=validate_args)
+  if not glow:
+    return coupling
+  return _sequence([ActNorm(channels, dtype=dtype, validate_args=validate_args),
+                    InvertibleConv1x1(channels, dtype=dtype,
+                                      validate_args=validate_args),
+                    coupling])
 
 
 def _scale(shape, num_scales, num_blocks, num_filters, **settings):

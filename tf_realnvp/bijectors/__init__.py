@@ -1,7 +1,9 @@
 """RealNVP bijectors, composable with `tfp.bijectors`."""
 
+from tf_realnvp.bijectors.actnorm import ActNorm
 from tf_realnvp.bijectors.affine_coupling import AffineCoupling
 from tf_realnvp.bijectors.factor_out import FactorOut
+from tf_realnvp.bijectors.invertible_conv import InvertibleConv1x1
 from tf_realnvp.bijectors.logit import LogitPreprocessing
 from tf_realnvp.bijectors.masks import alternating_mask
 from tf_realnvp.bijectors.masks import channel_mask
@@ -10,6 +12,7 @@ from tf_realnvp.bijectors.one_pass import OnePassBijector
 from tf_realnvp.bijectors.squeeze import Squeeze
 
 __all__ = [
-    'AffineCoupling', 'FactorOut', 'LogitPreprocessing', 'OnePassBijector',
+    'ActNorm', 'AffineCoupling', 'FactorOut', 'InvertibleConv1x1',
+    'LogitPreprocessing', 'OnePassBijector',
     'Squeeze', 'alternating_mask', 'channel_mask', 'checkerboard_mask',
 ]
