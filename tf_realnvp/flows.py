@@ -29,32 +29,40 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
-from tf_realnvp import networks
-from tf_realnvp.bijectors.actnorm import ActNorm
-from tf_realnvp.bijectors.affine_coupling import AffineCoupling
-from tf_realnvp.bijectors.invertible_conv import InvertibleConv1x1
-from tf_realnvp.bijectors.masks import alternating_mask
 from tf_realnvp.distribution import RealNVP
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
 
-def coupling_flow(dims, coupling, num_layers=8, hidden_units=(128, 128),
-                  dtype=tf.float32):
-  """RealNVP (`coupling='affine'`) or NICE (`'additive'`) on vectors.
+def coupling_flow(dims, coupling='affine', step='realnvp', num_layers=8,
+                  hidden_units=(128, 128), dtype=tf.float32, network_dtype=None,
+                  validate_args=True):
+  """RealNVP, NICE or Glow on vectors: `tf_realnvp.RealNVP((dims,), ...)`.
 
-  `tf_realnvp.RealNVP((dims,), ...)`: `num_layers` couplings with alternating
-  masks and MLP conditioners. Both directions cost one network pass per
-  layer.
+  `num_layers` couplings with alternating masks and MLP conditioners:
+  affine (`coupling='affine'`, RealNVP) or additive (`'additive'`, NICE,
+  volume preserving). With `step='glow'` each coupling is preceded by
+  `ActNorm` (data-initialized on the first `log_prob` batch) and
+  `InvertibleConv1x1`, for vectors an invertible dense mixing that starts as
+  a random rotation: Glow's step of flow. Both directions cost one network
+  pass per layer. `network_dtype` is the conditioners' dtype policy (e.g.
+  `'mixed_bfloat16'`).
 
   References: Dinh, Sohl-Dickstein, Bengio, Density estimation using Real
   NVP, ICLR 2017, https://arxiv.org/abs/1605.08803; Dinh, Krueger, Bengio,
-  NICE, ICLR 2015 workshop, https://arxiv.org/abs/1410.8516.
+  NICE, ICLR 2015 workshop, https://arxiv.org/abs/1410.8516; Kingma,
+  Dhariwal, Glow: Generative Flow with Invertible 1x1 Convolutions, NeurIPS
+  2018, https://arxiv.org/abs/1807.03039.
   """
+  if step == 'glow':
+    name = 'glow'
+  else:
+    name = 'nice' if coupling == 'additive' else 'realnvp'
   return RealNVP((dims,), num_coupling_layers=num_layers,
-                 hidden_units=hidden_units, coupling=coupling, dtype=dtype,
-                 name='nice' if coupling == 'additive' else 'realnvp')
+                 hidden_units=hidden_units, coupling=coupling, step=step,
+                 dtype=dtype, network_dtype=network_dtype,
+                 validate_args=validate_args, name=name)
 
 
 def masked_autoregressive_flow(dims, num_layers=5, hidden_units=(128, 128),
@@ -95,31 +103,6 @@ def masked_autoregressive_flow(dims, num_layers=5, hidden_units=(128, 128),
   bijector = tfb.Chain(noise_to_data[::-1])  # Chain applies the last first.
   return _flow(tfb.Invert(bijector) if inverse else bijector, dims, dtype,
                'iaf' if inverse else 'maf')
-
-
-def glow_flow(dims, num_layers=8, hidden_units=(128, 128), dtype=tf.float32):
-  """Glow's step of flow on vectors, `num_layers` times, data to latent.
-
-  Each step is `ActNorm` (data-initialized on the first `log_prob` batch),
-  `InvertibleConv1x1` (for vectors an invertible dense mixing, starting as a
-  random rotation) and an affine coupling of the first half of the entries
-  onto the second (`AffineCoupling` with an MLP conditioner); the learned
-  mixing replaces RealNVP's alternating masks. Both directions cost one
-  network pass per step.
-
-  Reference: Kingma, Dhariwal, Glow: Generative Flow with Invertible 1x1
-  Convolutions, NeurIPS 2018, https://arxiv.org/abs/1807.03039.
-  """
-  mask = alternating_mask(dims, parity=0)
-  data_to_latent = []
-  for _ in range(num_layers):
-    conditioner = networks.MLPConditioner(
-        dims, hidden_units=hidden_units, dtype=tf.as_dtype(dtype).name)
-    data_to_latent += [ActNorm(dims, dtype=dtype),
-                       InvertibleConv1x1(dims, dtype=dtype),
-                       AffineCoupling(mask, conditioner)]
-  data_to_latent = tfb.Chain(data_to_latent[::-1])  # The first one first.
-  return _flow(tfb.Invert(data_to_latent), dims, dtype, 'glow')
 
 
 def ffjord_flow(dims, hidden_units=(64, 64, 64), dtype=tf.float32, rtol=1e-3,
@@ -169,13 +152,17 @@ class TimeConditionedMLP(tf.Module):
 
 
 FLOWS = {
-    'realnvp': functools.partial(coupling_flow, coupling='affine'),
+    'realnvp': coupling_flow,
     'nice': functools.partial(coupling_flow, coupling='additive'),
     'maf': masked_autoregressive_flow,
     'iaf': functools.partial(masked_autoregressive_flow, inverse=True),
-    'glow': glow_flow,
+    'glow': functools.partial(coupling_flow, step='glow'),
     'ffjord': ffjord_flow,
 }
+
+
+# Flows built by `tf_realnvp.RealNVP`, for images as well as vectors.
+COUPLING_FLOWS = ('realnvp', 'nice', 'glow')
 
 
 def make_flow(kind, event_shape=(2,), **settings):
@@ -184,9 +171,10 @@ def make_flow(kind, event_shape=(2,), **settings):
   Args:
     kind: one of `FLOWS`: 'realnvp', 'nice', 'maf', 'iaf', 'glow', 'ffjord'.
     event_shape: `(D,)`, `D >= 2`.
-    **settings: keyword arguments of the kind's builder in this module
-      (`num_layers`, `hidden_units`, `dtype`; for 'ffjord' `hidden_units`,
-      `dtype`, `rtol`, `atol`).
+    **settings: keyword arguments of the kind's builder in this module:
+      `num_layers`, `hidden_units`, `dtype`; for 'realnvp', 'nice' and
+      'glow' also `network_dtype` and `validate_args`; for 'ffjord'
+      `hidden_units`, `dtype`, `rtol`, `atol`.
 
   Returns:
     A `tfd.TransformedDistribution` over a standard Normal, event shape
