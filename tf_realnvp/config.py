@@ -10,12 +10,14 @@ import json
 import os
 from typing import Optional, Tuple
 
+from tf_realnvp.flows import COUPLING_FLOWS
+from tf_realnvp.flows import FLOWS
 from tf_realnvp.input_pipeline import TOY_DATASETS
 
 # Fields that fix the model and the data stream; a resumed run keeps them.
 RESUME_FIELDS = (
-    'dataset', 'image_size', 'num_scales', 'num_res_blocks', 'num_filters',
-    'num_coupling_layers', 'hidden_units', 'coupling', 'batch_size', 'seed')
+    'dataset', 'image_size', 'flow', 'num_scales', 'num_res_blocks',
+    'num_filters', 'num_coupling_layers', 'hidden_units', 'batch_size', 'seed')
 
 
 def _field(default, help_text):
@@ -38,16 +40,22 @@ class Config:
   image_size: int = _field(32, 'celeb_a: side of the centre-cropped square.')
   random_flip: bool = _field(True, 'Images: random horizontal flips in training.')
 
-  # Model: tf_realnvp.RealNVP arguments.
+  # Model: tf_realnvp.RealNVP arguments, or tf_realnvp.make_flow's on 2-D data.
+  flow: str = _field(
+      'realnvp', 'realnvp (affine couplings), nice (additive couplings) or '
+      'glow (actnorm, invertible 1x1 convolution, affine coupling) on any '
+      'data; maf, iaf or ffjord on 2-D data only.')
   num_scales: int = _field(2, 'Images: scales of the multi-scale architecture.')
   num_res_blocks: int = _field(8, 'Images: residual blocks per s/t network.')
   num_filters: int = _field(64, 'Images: feature maps at the first scale.')
-  num_coupling_layers: int = _field(8, 'Vectors: coupling layers.')
+  num_coupling_layers: int = _field(
+      8, 'Vectors: couplings (realnvp, nice, glow) or MADE layers (maf, iaf).')
   hidden_units: Tuple[int, ...] = _field(
-      (128, 128), 'Vectors: hidden widths of the s/t MLPs.')
-  coupling: str = _field('affine', 'affine (RealNVP) or additive (NICE).')
+      (128, 128), 'Vectors: hidden widths of the s/t MLPs (of MADE for '
+      'maf/iaf, of the ODE network for ffjord).')
   mixed_precision: bool = _field(
-      False, 'Run the s/t networks in bfloat16; log-dets stay float32.')
+      False, 'Run the s/t networks in bfloat16; log-dets stay float32 '
+      '(realnvp, nice, glow).')
 
   # Optimisation (Dinh et al. 2017, Sec. 4.1: Adam, L2 5e-5 on weight scales).
   batch_size: Optional[int] = _field(
@@ -93,6 +101,15 @@ class Config:
     self.hidden_units = tuple(int(units) for units in self.hidden_units)
     if self.batch_size is None:
       self.batch_size = 256 if self.dataset in TOY_DATASETS else 64
+    allowed = FLOWS if self.dataset in TOY_DATASETS else COUPLING_FLOWS
+    if self.flow not in allowed:
+      raise ValueError(
+          f'--flow={self.flow} is not available for {self.dataset}: choose '
+          f'one of {", ".join(allowed)}.')
+    if self.mixed_precision and self.flow not in COUPLING_FLOWS:
+      raise ValueError(
+          f'--mixed_precision applies to the coupling networks of '
+          f'{", ".join(COUPLING_FLOWS)}, not to --flow={self.flow}.')
 
   def save(self, model_dir):
     """Writes the config as `model_dir/config.json`."""

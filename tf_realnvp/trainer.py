@@ -24,8 +24,10 @@ import numpy as np
 import tensorflow as tf
 
 from tf_realnvp import config as config_lib
+from tf_realnvp import flows
 from tf_realnvp import input_pipeline
 from tf_realnvp import plots
+from tf_realnvp.bijectors.actnorm import ActNorm
 from tf_realnvp.distribution import RealNVP
 from tf_realnvp.distribution import weight_scale_l2
 from tf_realnvp.distribution import with_temperature
@@ -45,22 +47,47 @@ def is_image_dataset(name):
 
 
 def build_flow(config):
-  """The `RealNVP` distribution that `config` describes.
+  """The distribution that `config` describes.
 
+  Images: `RealNVP` (multi-scale), with additive couplings for `nice` and
+  Glow steps for `glow`. 2-D data: `tf_realnvp.make_flow(config.flow)`.
   Run-time argument checks are off: XLA drops them anyway, and a batch with a
   NaN must reach the step to be skipped and counted, not stop the run. Batches
   are checked statically against the flow by `check_batches`.
   """
-  return RealNVP(
-      input_pipeline.event_shape(config.dataset, config.image_size),
-      num_scales=config.num_scales,
-      num_res_blocks=config.num_res_blocks,
-      num_filters=config.num_filters,
-      num_coupling_layers=config.num_coupling_layers,
-      hidden_units=tuple(config.hidden_units),
-      coupling=config.coupling,
-      network_dtype='mixed_bfloat16' if config.mixed_precision else None,
-      validate_args=False)
+  event_shape = input_pipeline.event_shape(config.dataset, config.image_size)
+  network_dtype = 'mixed_bfloat16' if config.mixed_precision else None
+  if is_image_dataset(config.dataset):
+    return RealNVP(
+        event_shape,
+        num_scales=config.num_scales,
+        num_res_blocks=config.num_res_blocks,
+        num_filters=config.num_filters,
+        coupling='additive' if config.flow == 'nice' else 'affine',
+        step='glow' if config.flow == 'glow' else 'realnvp',
+        network_dtype=network_dtype,
+        validate_args=False)
+  settings = dict(hidden_units=tuple(config.hidden_units))
+  if config.flow != 'ffjord':
+    settings.update(num_layers=config.num_coupling_layers)
+  if config.flow in flows.COUPLING_FLOWS:
+    settings.update(network_dtype=network_dtype, validate_args=False)
+  return flows.make_flow(config.flow, event_shape, **settings)
+
+
+def initialize_actnorms(flow, batch):
+  """Initializes Glow's `ActNorm` layers from `batch`, if not yet initialized.
+
+  `ActNorm` sets its statistics on the first batch it sees. Inside a
+  distributed step each replica would see only its share, and a mirrored
+  variable cannot be assigned per replica; so one `log_prob` on a whole
+  global batch, in cross-replica context, sets every replica alike. Every
+  worker passes the same (unsharded) batch. Restored layers are skipped.
+  """
+  # `read_value`: the truth value of a mirrored variable itself is always True.
+  if any(isinstance(layer, ActNorm) and not layer.initialized.read_value()
+         for layer in flow.submodules):
+    flow.log_prob(batch)
 
 
 def check_batches(dataset, flow):
@@ -353,12 +380,12 @@ def _train(config, strategy, model_dir, write_dir):
       tf.config.list_logical_devices('GPU'))
   num_steps = total_steps(config)
   every_eval = eval_interval(config)
-  train_data = worker_shard(input_pipeline.make_dataset(
+  all_train_data = input_pipeline.make_dataset(
       config.dataset, 'train', config.batch_size, seed=config.seed,
       data_dir=config.data_dir, image_size=config.image_size,
       download=config.download,
-      random_flip=config.random_flip and is_image_dataset(config.dataset)),
-                            strategy)
+      random_flip=config.random_flip and is_image_dataset(config.dataset))
+  train_data = worker_shard(all_train_data, strategy)
   test_data = input_pipeline.make_dataset(
       config.dataset, 'test', config.batch_size, seed=config.seed,
       data_dir=config.data_dir, image_size=config.image_size,
@@ -387,6 +414,7 @@ def _train(config, strategy, model_dir, write_dir):
   if latest:
     checkpoint.restore(latest).assert_existing_objects_matched()
     logging.info('Resumed from %s at step %d.', latest, int(step.numpy()))
+  initialize_actnorms(flow, next(iter(all_train_data)))
   manager = tf.train.CheckpointManager(
       checkpoint, os.path.join(write_dir, 'checkpoints'),
       max_to_keep=config.keep_checkpoints)
