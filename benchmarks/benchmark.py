@@ -118,19 +118,6 @@ class Settings:
     return (self.image_size, self.image_size, 3)
 
 
-def make_train_step(flow, optimizer):
-  """`x -> loss`, applying one Adam step on `-mean log p(x) + penalty`."""
-  variables = flow.distribution.trainable_variables
-
-  def train_step(x):
-    with tf.GradientTape() as tape:
-      loss = -tf.reduce_mean(flow.distribution.log_prob(x)) + flow.penalty()
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-    return loss
-
-  return train_step
-
-
 def time_calls(function, argument, warmup_calls, timed_calls):
   """`(first call seconds, median steady-state seconds, last output)`.
 
@@ -168,7 +155,7 @@ def measure(flow, jit, settings, profile_name=None):
       lambda seed: distribution.sample(settings.num_samples, seed=seed),
       jit_compile=jit)
   log_prob = tf.function(distribution.log_prob, jit_compile=jit)
-  train_step = tf.function(make_train_step(flow, optimizer), jit_compile=jit)
+  train_step = tf.function(models.make_train_step(flow, optimizer), jit_compile=jit)
   # Function, argument, images per call, forward passes per image.
   phases = {
       'sample': (sample, sample_seed, settings.num_samples, 1),

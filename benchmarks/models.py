@@ -54,6 +54,19 @@ class FlowUnderTest:
                for v in self.distribution.trainable_variables)
 
 
+def make_train_step(flow, optimizer):
+  """`x -> loss`, applying one Adam step on `-mean log p(x) + penalty`."""
+  variables = flow.distribution.trainable_variables
+
+  def train_step(x):
+    with tf.GradientTape() as tape:
+      loss = -tf.reduce_mean(flow.distribution.log_prob(x)) + flow.penalty()
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss
+
+  return train_step
+
+
 def realnvp(event_shape, architecture, precision):
   """`tf_realnvp.RealNVP` of a named architecture, on pixel intensities."""
   settings = ARCHITECTURES[architecture]

@@ -6,12 +6,14 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
 import tf_realnvp
 from benchmarks import flops
 from benchmarks import models
+from benchmarks import photo_patches
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHASES = ('sample', 'log_prob', 'train')
@@ -102,3 +104,39 @@ def test_hand_flop_count_matches_profiler():
       tf.TensorSpec((1,) + event_shape, tf.float32))
   hand = flops.realnvp_forward_flops(event_shape, **settings)
   assert hand <= flops.profiled_flops(log_prob) < 1.02 * hand
+
+
+def test_photo_test_patches_lie_below_every_training_crop():
+  image = photo_patches.photo()
+  assert image.shape == (600, 512, 3) and image.dtype == np.uint8
+  train, test = photo_patches.split_photo(image, 32, 64)
+  assert test.shape == (64, 32, 32, 3)
+  boundary = train.shape[0]
+  # Each test patch is a crop of the rows below the training rows.
+  below = image[boundary:]
+  for patch in test[:4]:
+    found = [(r, c) for r in range(below.shape[0] - 31)
+             for c in range(below.shape[1] - 31)
+             if np.array_equal(below[r:r + 32, c:c + 32], patch)]
+    assert found, 'a test patch is not from the held-out rows'
+  crops = photo_patches.random_patches(train, 8, 32, tf.constant([0, 1]))
+  assert crops.shape == (8, 32, 32, 3)
+
+
+def test_precision_check_runs_both_precisions_end_to_end(tmp_path):
+  subprocess.run(
+      [sys.executable, '-m', 'benchmarks.precision_check', '--model=tiny',
+       '--steps=2', '--batch_size=4', '--test_patches=4',
+       f'--out_dir={tmp_path}'], cwd=ROOT, check=True, capture_output=True,
+      timeout=300)
+  with open(tmp_path / 'precision_check.json') as f:
+    result = json.load(f)
+  float32, mixed = result['runs']
+  assert (float32['precision'], mixed['precision']) == (
+      'float32', 'mixed_bfloat16')
+  for run in result['runs']:
+    assert 0. < run['test_bits_per_dim'] < 16.
+    assert _is_positive_number(run['train_images_per_second'])
+  assert result['bits_per_dim_difference'] == pytest.approx(
+      abs(mixed['test_bits_per_dim'] - float32['test_bits_per_dim']))
+  assert 'mixed_bfloat16' in (tmp_path / 'precision_check.md').read_text()
