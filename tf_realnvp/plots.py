@@ -48,11 +48,17 @@ def density_plot(log_prob_fn, samples, path, data=None, extent=4.5,
   """
   axis = np.linspace(-extent, extent, resolution, dtype=np.float32)
   grid = np.stack(np.meshgrid(axis, axis), axis=-1).reshape(-1, 2)
-  density = np.exp(np.asarray(log_prob_fn(grid))).reshape(resolution, resolution)
+  log_density = np.asarray(log_prob_fn(grid)).reshape(resolution, resolution)
   fig, (left, right) = plt.subplots(1, 2, figsize=(10, 5))
-  left.imshow(density, origin='lower', extent=(-extent, extent) * 2,
-              cmap='viridis')
-  left.set_title('density')
+  left.imshow(np.exp(log_density), origin='lower',
+              extent=(-extent, extent) * 2, cmap='viridis')
+  # E.g. IAF's density inverts its autoregression, which can overflow far
+  # from the data: say so rather than draw those points as zero density.
+  not_finite = np.mean(~np.isfinite(log_density))
+  title_left = 'density'
+  if not_finite:
+    title_left += f' (white: not finite at {not_finite:.0%} of points)'
+  left.set_title(title_left)
   if data is not None:
     right.scatter(data[:, 0], data[:, 1], s=1, c='lightgray', label='data')
   samples = np.asarray(samples)

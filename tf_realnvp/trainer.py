@@ -1,7 +1,8 @@
 """Training loop: distribution strategy, compiled step, checkpoints, summaries.
 
-`train_and_evaluate(config)` trains `RealNVP` by maximum likelihood (Dinh et
-al. 2017, Sec. 4.1): Adam on the negative log-likelihood per dimension plus
+`train_and_evaluate(config)` trains `RealNVP` (or on 2-D data another flow of
+`tf_realnvp.flows`, `config.flow`) by maximum likelihood (Dinh et al. 2017,
+Sec. 4.1): Adam on the negative log-likelihood per dimension plus
 `config.l2 * weight_scale_l2(flow)`. Re-running it with the same `model_dir`
 resumes from the latest checkpoint, which holds the weights, the optimizer
 state, the step counters and the position in the data stream; all randomness
