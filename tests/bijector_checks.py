@@ -42,7 +42,7 @@ def perturb(module, scale=0.3, seed=0):
         tf.as_dtype(variable.dtype).as_numpy_dtype))
     if getattr(variable, 'constraint', None) is not None:
       variable.assign(variable.constraint(variable))
-  for layer in module.submodules:
+  for layer in getattr(module, 'submodules', ()):  # Keras layers have none.
     if isinstance(layer, bijectors.ActNorm):
       layer.initialized.assign(True)
   return module

@@ -104,3 +104,16 @@ def test_other_dtype_policies_give_the_float32_result(name, policy, atol):
   for output, want in zip(outputs, expected):
     assert output.dtype == other.variable_dtype
     np.testing.assert_allclose(output, want, atol=atol)
+
+
+def test_mixed_policy_runs_only_the_hidden_layers_in_bfloat16():
+  """Stem, residual stream and head in float32; block convolutions in bf16."""
+  net = networks.ResNetConditioner(3, num_blocks=2, num_filters=8,
+                                   dtype='mixed_bfloat16')
+  x = tf.random.stateless_normal((2, 4, 4, 3), [0, 1])
+  net(x)
+  assert (net.stem.compute_dtype, net.head.compute_dtype) == ('float32',) * 2
+  assert {layer.compute_dtype for block in net.blocks
+          for layer in (block.first, block.second)} == {'bfloat16'}
+  h = net.stem(x)
+  assert net.blocks[0](h).dtype == tf.float32
