@@ -131,12 +131,14 @@ def test_precision_check_runs_both_precisions_end_to_end(tmp_path):
       timeout=300)
   with open(tmp_path / 'precision_check.json') as f:
     result = json.load(f)
-  float32, mixed = result['runs']
-  assert (float32['precision'], mixed['precision']) == (
-      'float32', 'mixed_bfloat16')
+  float32, mixed, control = result['runs']
+  assert (float32['precision'], mixed['precision'], control['precision']) == (
+      'float32', 'mixed_bfloat16', 'float32')
   for run in result['runs']:
     assert 0. < run['test_bits_per_dim'] < 16.
     assert _is_positive_number(run['train_images_per_second'])
   assert result['bits_per_dim_difference'] == pytest.approx(
-      abs(mixed['test_bits_per_dim'] - float32['test_bits_per_dim']))
+      mixed['test_bits_per_dim'] - float32['test_bits_per_dim'])
+  assert result['control_difference'] == pytest.approx(
+      control['test_bits_per_dim'] - float32['test_bits_per_dim'])
   assert 'mixed_bfloat16' in (tmp_path / 'precision_check.md').read_text()
