@@ -385,6 +385,18 @@ def test_temperature_scales_the_base_distribution():
                              nvp.log_prob(x), rtol=1e-6)
 
 
+def test_nice_changes_volume_only_through_its_last_scaling_layer():
+  """Additive couplings have log-det 0, so log|det df/dx| = sum(s) for all x."""
+  f = data_to_latent((5,), coupling='additive')
+  scaling = f.bijectors[0]  # Chains list the last-applied layer first.
+  assert isinstance(scaling, tfb.Scale)
+  x = tf.random.stateless_normal((7, 5), [4, 2], dtype=tf.float64) * 3.
+  log_det = f.forward_log_det_jacobian(x, event_ndims=1)
+  assert float(tf.reduce_sum(tf.abs(scaling.log_scale))) > 0.1
+  np.testing.assert_allclose(
+      log_det, np.full(7, tf.reduce_sum(scaling.log_scale)), rtol=1e-10)
+
+
 def test_weight_scale_l2_sums_the_squared_gains():
   """At initialisation hidden gains are 1 and head gains 0."""
   nvp = tf_realnvp.RealNVP((2,), **TINY)

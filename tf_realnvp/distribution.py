@@ -62,7 +62,8 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
     num_filters: images: feature maps of the first scale's s/t networks.
     num_coupling_layers: vectors: number of coupling layers.
     hidden_units: vectors: hidden widths of each s/t MLP.
-    coupling: `'affine'` (RealNVP) or `'additive'` (NICE, volume preserving).
+    coupling: `'affine'` (RealNVP) or `'additive'` (NICE: volume-preserving
+      couplings, then a learned diagonal scaling as the last layer).
     step: `'realnvp'` (a coupling per step, as in the paper) or `'glow'`
       (actnorm, invertible 1x1 convolution, coupling).
     alpha: images: the logit preprocessing's `alpha`.
@@ -99,17 +100,20 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
   with tf.name_scope(name):
     if len(event_shape) == 3:
       _check_scales(event_shape, num_scales)
-      data_to_latent = _sequence([
+      layers = [
           LogitPreprocessing(alpha=alpha, dtype=dtype,
                              validate_args=validate_args),
           _scale(event_shape, num_scales, num_res_blocks, num_filters,
-                 **settings)])
+                 **settings)]
     else:
-      data_to_latent = _sequence([
+      layers = [
           _coupling(masks.alternating_mask(event_shape[0], parity=i % 2),
                     networks.MLPConditioner, hidden_units=hidden_units,
                     **settings)
-          for i in range(num_coupling_layers)])
+          for i in range(num_coupling_layers)]
+    if coupling == 'additive':
+      layers.append(_diagonal_scaling(event_shape, dtype))
+    data_to_latent = _sequence(layers)
     base = tfd.Sample(tfd.Normal(tf.zeros([], dtype), tf.ones([], dtype)),
                       sample_shape=event_shape)
     return tfd.TransformedDistribution(
@@ -153,6 +157,16 @@ def weight_scale_l2(flow):
 def _sequence(bijectors):
   """`tfb.Chain` that applies `bijectors` in list order (first one first)."""
   return tfb.Chain(list(reversed(bijectors)))
+
+
+def _diagonal_scaling(event_shape, dtype):
+  """NICE's last layer, `z = exp(s) * h` with a learned `s` per dimension.
+
+  Additive couplings have unit Jacobian determinant; this layer is what lets
+  NICE change volume, `log|det| = sum(s)` (Dinh et al. 2015, Sec. 3.3).
+  """
+  log_scale = tf.Variable(tf.zeros(event_shape, dtype), name='log_scale')
+  return tfb.Scale(log_scale=log_scale)
 
 
 def _coupling(mask, conditioner_class, additive, glow, dtype, network_dtype,

@@ -42,7 +42,7 @@ def coupling_flow(dims, coupling='affine', step='realnvp', num_layers=8,
 
   `num_layers` couplings with alternating masks and MLP conditioners:
   affine (`coupling='affine'`, RealNVP) or additive (`'additive'`, NICE,
-  volume preserving). With `step='glow'` each coupling is preceded by
+  volume preserving, followed by NICE's learned diagonal scaling). With `step='glow'` each coupling is preceded by
   `ActNorm` (data-initialized on the first `log_prob` batch) and
   `InvertibleConv1x1`, for vectors an invertible dense mixing that starts as
   a random rotation: Glow's step of flow. Both directions cost one network
