@@ -18,7 +18,12 @@ random from the training split, from the same `--seed`. Then it measures
   after a tracing call;
 - the number of trainable parameters;
 
-and writes `compare_flows.json`, `compare_flows.md` (the table) and
+Then, for each flow of `--dimension_flows`, untrained, on vectors of each
+size D of `--dimensions`, the same sampling and `log_prob` times: where an
+autoregressive flow needs D sequential network passes (MAF's sampling,
+IAF's density) the time grows with D, where it needs one pass it does not.
+
+Writes `compare_flows.json`, `compare_flows.md` (the tables) and
 `densities.png` (each flow's density on each dataset, beside a histogram of
 the training data) to `--out_dir`.
 """
@@ -52,6 +57,11 @@ flags.DEFINE_string('out_dir', 'compare_flows_results',
                     'Where to write the table, its JSON and the figure.')
 flags.DEFINE_integer('seed', 0, 'Seed of the initial weights, the minibatches '
                      'and the samples.')
+flags.DEFINE_list('dimension_flows', ['realnvp', 'maf', 'iaf'],
+                  'Flows whose sampling and log_prob times are also measured '
+                  'on vectors of --dimensions entries (untrained).')
+flags.DEFINE_list('dimensions', ['2', '8', '32'],
+                  'Event sizes D of the timing by dimension.')
 
 LEARNING_RATE = 1e-3
 NUM_SAMPLES = 10_000
@@ -137,6 +147,55 @@ def compare_one(kind, dataset, steps, batch_size, seed):
   return row, density.reshape(RESOLUTION, RESOLUTION)
 
 
+def time_by_dimension(kind, dims, seed):
+  """Sampling and log_prob seconds of an untrained flow on `[dims]` vectors."""
+  keras.utils.set_random_seed(seed)
+  flow = flows.make_flow(kind, (dims,))
+  points = tf.random.stateless_normal((NUM_SAMPLES, dims), [seed, 1])
+  log_prob = tf.function(flow.log_prob)
+  sample = tf.function(lambda: flow.sample(
+      NUM_SAMPLES, seed=tf.constant([seed, 0])))
+  return dict(flow=kind, dims=dims, sample_seconds=median_seconds(sample),
+              log_prob_seconds=median_seconds(lambda: log_prob(points)))
+
+
+def dimension_table(rows):
+  lines = [
+      '',
+      f'Untrained flows in their default size on D-dimensional vectors: '
+      f'seconds for {NUM_SAMPLES:,} samples and for log_prob of '
+      f'{NUM_SAMPLES:,} points (medians of {TIMED_CALLS} calls).',
+      '',
+      '| flow | D | sample 10k (s) | log_prob 10k (s) |',
+      '|---|---|---|---|']
+  lines += [f'| {r["flow"]} | {r["dims"]} | {r["sample_seconds"]:.3f} | '
+            f'{r["log_prob_seconds"]:.3f} |' for r in rows]
+  return '\n'.join(lines) + '\n'
+
+
+def summary_table(rows):
+  """Test NLL with a row per flow and a column per dataset, then its costs.
+
+  Times and parameters are the means over the datasets (the same network
+  sizes everywhere; FFJORD's solver takes more steps on some densities).
+  """
+  kinds = list(dict.fromkeys(r['flow'] for r in rows))
+  datasets = list(dict.fromkeys(r['dataset'] for r in rows))
+  nll = {(r['flow'], r['dataset']): r['test_nll'] for r in rows}
+  lines = [
+      '| flow | ' + ' | '.join(datasets)
+      + ' | train (s) | sample 10k (s) | log_prob 10k (s) | parameters |',
+      '|' + '---|' * (len(datasets) + 5)]
+  for kind in kinds:
+    own = [r for r in rows if r['flow'] == kind]
+    mean = lambda key, own=own: float(np.mean([r[key] for r in own]))
+    lines.append(
+        f'| {kind} | ' + ' | '.join(f'{nll[kind, d]:.3f}' for d in datasets)
+        + f' | {mean("train_seconds"):.1f} | {mean("sample_seconds"):.3f} | '
+        f'{mean("log_prob_seconds"):.3f} | {own[0]["parameters"]:,} |')
+  return '\n'.join(lines) + '\n'
+
+
 def markdown_table(rows, steps, batch_size, seed):
   lines = [
       '# Flows on 2-D toy densities',
@@ -147,6 +206,12 @@ def markdown_table(rows, steps, batch_size, seed):
       'NLL minus that of the exact mixture (8gaussians only). Times: wall '
       'clock; train includes tracing; sample and log_prob are medians of '
       f'{TIMED_CALLS} calls on {NUM_SAMPLES:,} points after a tracing call.',
+      '',
+      'Test NLL (nats) by flow and dataset; times and parameters are means '
+      'over the datasets:',
+      '',
+      summary_table(rows),
+      'Every row:',
       '',
       '| ' + ' | '.join(title for _, title, _ in _COLUMNS) + ' |',
       '|' + '---|' * len(_COLUMNS),
@@ -184,13 +249,16 @@ def plot_densities(densities, kinds, datasets, path):
   plt.close(fig)
 
 
-def compare(kinds, datasets, steps, batch_size, out_dir, seed):
-  """Trains every flow on every dataset; writes the table, JSON and figure.
+def compare(kinds, datasets, steps, batch_size, out_dir, seed,
+            dimension_kinds=(), dimensions=()):
+  """Trains every flow on every dataset; writes the tables, JSON and figure.
 
   Returns:
-    The table rows, one dict per flow and dataset.
+    The table rows, one dict per flow and dataset, and the timing rows, one
+    per flow of `dimension_kinds` and size of `dimensions`.
   """
-  unknown = ([k for k in kinds if k not in flows.FLOWS]
+  unknown = ([k for k in list(kinds) + list(dimension_kinds)
+              if k not in flows.FLOWS]
              + [d for d in datasets if d not in input_pipeline.TOY_DATASETS])
   if unknown:
     raise ValueError(f'Unknown flows or datasets: {unknown}.')
@@ -200,22 +268,27 @@ def compare(kinds, datasets, steps, batch_size, out_dir, seed):
       row, densities[kind, dataset] = compare_one(
           kind, dataset, steps, batch_size, seed)
       rows.append(row)
+  by_dimension = [time_by_dimension(kind, int(dims), seed)
+                  for kind in dimension_kinds for dims in dimensions]
   os.makedirs(out_dir, exist_ok=True)
   settings = dict(steps=steps, batch_size=batch_size, seed=seed,
                   learning_rate=LEARNING_RATE)
   with open(os.path.join(out_dir, 'compare_flows.json'), 'w') as f:
-    json.dump(dict(settings=settings, rows=rows), f, indent=2)
+    json.dump(dict(settings=settings, rows=rows, by_dimension=by_dimension),
+              f, indent=2)
   with open(os.path.join(out_dir, 'compare_flows.md'), 'w') as f:
     f.write(markdown_table(rows, steps, batch_size, seed))
+    if by_dimension:
+      f.write(dimension_table(by_dimension))
   plot_densities(densities, kinds, datasets,
                  os.path.join(out_dir, 'densities.png'))
-  return rows
+  return rows, by_dimension
 
 
 def main(argv):
   del argv
   compare(FLAGS.flows, FLAGS.datasets, FLAGS.steps, FLAGS.batch_size,
-          FLAGS.out_dir, FLAGS.seed)
+          FLAGS.out_dir, FLAGS.seed, FLAGS.dimension_flows, FLAGS.dimensions)
   print(open(os.path.join(FLAGS.out_dir, 'compare_flows.md')).read())
 
 
