@@ -18,11 +18,10 @@ evaluation, on one device or many.
 Under a mixed policy (`dtype='mixed_bfloat16'`) the hidden layers compute in
 bfloat16, while the first layer, the residual stream and the head stay in
 float32: the conditioner reads pixels in logit space and returns a shift and
-log-scale whose rounding to bfloat16's 8 significant bits (relative errors
-up to 2^-8) is coarser than the fine structure of an image density. With
-bfloat16 there too, the paper's CIFAR-10 model ended 1.2 bits/dim worse than
-float32 after 300 steps of `benchmarks.precision_check`; these layers are
-under 4% of the FLOPs of any of its couplings.
+log-scale, and bfloat16's 8 significant bits (relative errors up to 2^-8)
+would round those to about one pixel level in logit space. These layers are
+under 4% of the FLOPs of any coupling. `benchmarks.precision_check` compares
+the two precisions in training.
 """
 
 import keras
