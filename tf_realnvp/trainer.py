@@ -64,10 +64,9 @@ def build_flow(config):
         num_scales=config.num_scales,
         num_res_blocks=config.num_res_blocks,
         num_filters=config.num_filters,
-        coupling='additive' if config.flow == 'nice' else 'affine',
-        step='glow' if config.flow == 'glow' else 'realnvp',
         network_dtype=network_dtype,
-        validate_args=False)
+        validate_args=False,
+        **flows.COUPLING_FLOWS[config.flow])
   settings = dict(hidden_units=tuple(config.hidden_units))
   if config.flow != 'ffjord':
     settings.update(num_layers=config.num_coupling_layers)
@@ -76,19 +75,20 @@ def build_flow(config):
   return flows.make_flow(config.flow, event_shape, **settings)
 
 
-def initialize_actnorms(flow, batch):
-  """Initializes Glow's `ActNorm` layers from `batch`, if not yet initialized.
+def initialize_actnorms(flow, dataset):
+  """Initializes Glow's `ActNorm` layers on `dataset`'s first batch, if needed.
 
   `ActNorm` sets its statistics on the first batch it sees. Inside a
   distributed step each replica would see only its share, and a mirrored
   variable cannot be assigned per replica; so one `log_prob` on a whole
   global batch, in cross-replica context, sets every replica alike. Every
-  worker passes the same (unsharded) batch. Restored layers are skipped.
+  worker passes the same (unsharded) dataset. Restored layers are skipped, and
+  a flow without ActNorm reads no batch.
   """
   # `read_value`: the truth value of a mirrored variable itself is always True.
   if any(isinstance(layer, ActNorm) and not layer.initialized.read_value()
          for layer in flow.submodules):
-    flow.log_prob(batch)
+    flow.log_prob(next(iter(dataset)))
 
 
 def check_batches(dataset, flow):
@@ -415,7 +415,7 @@ def _train(config, strategy, model_dir, write_dir):
   if latest:
     checkpoint.restore(latest).assert_existing_objects_matched()
     logging.info('Resumed from %s at step %d.', latest, int(step.numpy()))
-  initialize_actnorms(flow, next(iter(all_train_data)))
+  initialize_actnorms(flow, all_train_data)
   manager = tf.train.CheckpointManager(
       checkpoint, os.path.join(write_dir, 'checkpoints'),
       max_to_keep=config.keep_checkpoints)
