@@ -42,10 +42,11 @@ def coupling_flow(dims, coupling='affine', step='realnvp', num_layers=8,
 
   `num_layers` couplings with alternating masks and MLP conditioners:
   affine (`coupling='affine'`, RealNVP) or additive (`'additive'`, NICE,
-  volume preserving, followed by NICE's learned diagonal scaling). With `step='glow'` each coupling is preceded by
-  `ActNorm` (data-initialized on the first `log_prob` batch) and
-  `InvertibleConv1x1`, for vectors an invertible dense mixing that starts as
-  a random rotation: Glow's step of flow. Both directions cost one network
+  volume preserving, followed by NICE's learned diagonal scaling). With
+  `step='glow'` each coupling is preceded by `ActNorm` (data-initialized on
+  the first `log_prob` batch) and `InvertibleConv1x1`, for vectors an
+  invertible dense mixing that starts as a random rotation: Glow's step of
+  flow. Both directions cost one network
   pass per layer. `network_dtype` is the conditioners' dtype policy (e.g.
   `'mixed_bfloat16'`).
 
@@ -151,18 +152,22 @@ class TimeConditionedMLP(tf.Module):
     return tf.reshape(derivative, tf.shape(state))
 
 
-FLOWS = {
-    'realnvp': coupling_flow,
-    'nice': functools.partial(coupling_flow, coupling='additive'),
-    'maf': masked_autoregressive_flow,
-    'iaf': functools.partial(masked_autoregressive_flow, inverse=True),
-    'glow': functools.partial(coupling_flow, step='glow'),
-    'ffjord': ffjord_flow,
+# Flows built by `tf_realnvp.RealNVP`, for images as well as vectors, and the
+# `RealNVP` arguments that make each.
+COUPLING_FLOWS = {
+    'realnvp': {},
+    'nice': dict(coupling='additive'),
+    'glow': dict(step='glow'),
 }
 
-
-# Flows built by `tf_realnvp.RealNVP`, for images as well as vectors.
-COUPLING_FLOWS = ('realnvp', 'nice', 'glow')
+FLOWS = {
+    'realnvp': coupling_flow,
+    'nice': functools.partial(coupling_flow, **COUPLING_FLOWS['nice']),
+    'maf': masked_autoregressive_flow,
+    'iaf': functools.partial(masked_autoregressive_flow, inverse=True),
+    'glow': functools.partial(coupling_flow, **COUPLING_FLOWS['glow']),
+    'ffjord': ffjord_flow,
+}
 
 
 def make_flow(kind, event_shape=(2,), **settings):
