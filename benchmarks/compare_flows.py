@@ -110,6 +110,14 @@ def median_seconds(fn):
   return float(np.median(seconds))
 
 
+def sample_and_log_prob_seconds(flow, log_prob, points, seed):
+  """Median seconds of `NUM_SAMPLES` samples and of `log_prob(points)`."""
+  sample = tf.function(lambda: flow.sample(
+      NUM_SAMPLES, seed=tf.constant([seed, 0])))
+  return dict(sample_seconds=median_seconds(sample),
+              log_prob_seconds=median_seconds(lambda: log_prob(points)))
+
+
 def density_grid():
   """`[RESOLUTION^2, 2]` points covering the plotted square, row by row."""
   axis = np.linspace(-EXTENT, EXTENT, RESOLUTION, dtype=np.float32)
@@ -128,14 +136,11 @@ def compare_one(kind, dataset, steps, batch_size, seed):
   last_nll = train(flow, train_points, steps, batch_size, seed)
   train_seconds = time.perf_counter() - start
   log_prob = tf.function(flow.log_prob)
-  sample = tf.function(lambda: flow.sample(
-      NUM_SAMPLES, seed=tf.constant([seed, 0])))
   test_nll = -float(np.mean(log_prob(test_points)))
   row = dict(
       flow=kind, dataset=dataset, test_nll=test_nll,
       last_train_nll=last_nll, train_seconds=train_seconds,
-      sample_seconds=median_seconds(sample),
-      log_prob_seconds=median_seconds(lambda: log_prob(test_points)),
+      **sample_and_log_prob_seconds(flow, log_prob, test_points, seed),
       parameters=sum(int(np.prod(v.shape)) for v in flow.trainable_variables))
   if dataset == '8gaussians':
     row['true_nll'] = -float(np.mean(
@@ -152,11 +157,8 @@ def time_by_dimension(kind, dims, seed):
   keras.utils.set_random_seed(seed)
   flow = flows.make_flow(kind, (dims,))
   points = tf.random.stateless_normal((NUM_SAMPLES, dims), [seed, 1])
-  log_prob = tf.function(flow.log_prob)
-  sample = tf.function(lambda: flow.sample(
-      NUM_SAMPLES, seed=tf.constant([seed, 0])))
-  return dict(flow=kind, dims=dims, sample_seconds=median_seconds(sample),
-              log_prob_seconds=median_seconds(lambda: log_prob(points)))
+  return dict(flow=kind, dims=dims, **sample_and_log_prob_seconds(
+      flow, tf.function(flow.log_prob), points, seed))
 
 
 def dimension_table(rows):
