@@ -155,7 +155,8 @@ def measure(flow, jit, settings, profile_name=None):
       lambda seed: distribution.sample(settings.num_samples, seed=seed),
       jit_compile=jit)
   log_prob = tf.function(distribution.log_prob, jit_compile=jit)
-  train_step = tf.function(models.make_train_step(flow, optimizer), jit_compile=jit)
+  train_step = tf.function(models.make_train_step(flow, optimizer),
+                           jit_compile=jit)
   # Function, argument, images per call, forward passes per image.
   phases = {
       'sample': (sample, sample_seed, settings.num_samples, 1),

@@ -20,8 +20,8 @@ two float32 runs differing by that much already end apart.
 The data are real, with no download: 32x32 patches of the photograph that
 Matplotlib ships (`benchmarks.photo_patches`), training crops at random from
 its top 3/4, test patches on a fixed grid from the bottom 1/4, so the test
-bits/dim is measured on pixels no training batch contained. Writes `precision_check.json` and
-`precision_check.md` to `--out_dir`.
+bits/dim is measured on pixels no training batch contained. Writes
+`precision_check.json` and `precision_check.md` to `--out_dir`.
 """
 
 import json
@@ -124,7 +124,8 @@ def main(argv):
                           FLAGS.patch_size, FLAGS.seed)
   keras.utils.set_random_seed(FLAGS.seed)
   initial = models.realnvp(tuple(test.shape[1:]), FLAGS.model, 'float32')
-  initial_weights = [v.numpy() for v in initial.distribution.trainable_variables]
+  initial_weights = [
+      v.numpy() for v in initial.distribution.trainable_variables]
   initial_bpd = test_bits_per_dim(initial.distribution, test, FLAGS.seed)
   rounded = [tf.cast(tf.cast(w, tf.bfloat16), tf.float32).numpy()
              for w in initial_weights]
