@@ -26,6 +26,7 @@ the two precisions in training.
 
 import keras
 from keras import ops
+import tensorflow as tf
 
 
 class WeightNormDense(keras.layers.Layer):
@@ -75,7 +76,10 @@ class WeightNormDense(keras.layers.Layer):
       y = ops.matmul(x, kernel)
     else:
       y = ops.conv(x, kernel, padding='same')
-    return y + ops.cast(self.bias, self.compute_dtype)
+    # `bias_add`, not `+`: oneDNN fuses it into the convolution and its bias
+    # gradient into the kernel gradient (`Conv2DBackpropFilterWithBias`),
+    # where a broadcast `+` costs a separate reduction over the batch.
+    return tf.nn.bias_add(y, ops.cast(self.bias, self.compute_dtype))
 
 
 class ResidualBlock(keras.layers.Layer):
