@@ -1,5 +1,9 @@
 """Conditioners: shapes, identity start, bounded log-scale, weight norm."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -67,6 +71,18 @@ def test_weight_norm_dense_computes_g_v_over_norm_v_plus_b():
   np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-6)
 
 
+
+def test_residual_block_adds_its_bias_after_the_skip():
+  """`h + conv(relu(conv(relu(h)))) + b`, with one bias for the two sums."""
+  block = networks.ResidualBlock(4)
+  h = tf.random.stateless_normal((2, 4, 4, 4), [0, 6])
+  block(h)
+  bijector_checks.perturb(block)
+  assert not block.second.use_bias
+  expected = (h + block.second(tf.nn.relu(block.first(tf.nn.relu(h))))
+              + block.bias)
+  np.testing.assert_allclose(block(h), expected, rtol=1e-5, atol=1e-6)
+
 @pytest.mark.parametrize('kernel_size', [None, 3])
 def test_weight_norm_output_ignores_the_directions_length(kernel_size):
   layer = networks.WeightNormDense(3, kernel_size)
@@ -117,3 +133,28 @@ def test_mixed_policy_runs_only_the_hidden_layers_in_bfloat16():
           for layer in (block.first, block.second)} == {'bfloat16'}
   h = net.stem(x)
   assert net.blocks[0](h).dtype == tf.float32
+
+
+def test_grappler_optimizes_the_conditioner_without_errors():
+  """Every Grappler pass succeeds on a traced ResNet conditioner.
+
+  Grappler (TF 2.21, oneDNN) logs "remapper failed" and drops that pass's
+  fusions when two residual blocks in a row end in convolution, bias add and
+  skip addition; `ResidualBlock` adds its bias after the skip to avoid it.
+  The log comes from C++, so the check reads a child process's stderr.
+  """
+  program = '\n'.join([
+      'import tensorflow as tf',
+      'from tf_realnvp import networks',
+      'net = networks.ResNetConditioner(3, num_blocks=3, num_filters=8)',
+      'x = tf.random.normal((2, 8, 8, 3))',
+      'net(x)',
+      'tf.function(net)(x)',
+  ])
+  child = subprocess.run(
+      [sys.executable, '-c', program], capture_output=True, text=True,
+      timeout=300, check=True,
+      env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '0'})  # Let errors through.
+  failures = [line for line in child.stderr.splitlines()
+              if 'optimizer' in line and 'failed' in line]
+  assert not failures, failures

@@ -41,11 +41,13 @@ class WeightNormDense(keras.layers.Layer):
     kernel_size: `None` for a dense layer, an int `k` for a `k x k`
       convolution with "same" padding.
     zero_init: whether the layer starts as the zero map.
+    use_bias: whether the layer adds its own bias.
   """
 
   GAIN = 'gain'
 
-  def __init__(self, units, kernel_size=None, zero_init=False, **kwargs):
+  def __init__(self, units, kernel_size=None, zero_init=False, use_bias=True,
+               **kwargs):
     # The normalised kernel is computed from float32 variables even under a
     # mixed policy, then cast: in bfloat16 its norm would lose precision.
     # Without autocasting, `call` casts its input to the compute dtype itself.
@@ -53,6 +55,7 @@ class WeightNormDense(keras.layers.Layer):
     self.units = units
     self.kernel_size = kernel_size
     self.zero_init = zero_init
+    self.use_bias = use_bias
 
   def build(self, input_shape):
     fan_in = input_shape[-1]
@@ -63,8 +66,9 @@ class WeightNormDense(keras.layers.Layer):
     self.gain = self.add_weight(
         name=self.GAIN, shape=(self.units,),
         initializer='zeros' if self.zero_init else 'ones')
-    self.bias = self.add_weight(
-        name='bias', shape=(self.units,), initializer='zeros')
+    if self.use_bias:
+      self.bias = self.add_weight(
+          name='bias', shape=(self.units,), initializer='zeros')
 
   def call(self, x):
     axes = tuple(range(len(self.direction.shape) - 1))
@@ -76,6 +80,8 @@ class WeightNormDense(keras.layers.Layer):
       y = ops.matmul(x, kernel)
     else:
       y = ops.conv(x, kernel, padding='same')
+    if not self.use_bias:
+      return y
     # `bias_add`, not `+`: oneDNN fuses it into the convolution and its bias
     # gradient into the kernel gradient (`Conv2DBackpropFilterWithBias`),
     # where a broadcast `+` costs a separate reduction over the batch.
@@ -83,10 +89,13 @@ class WeightNormDense(keras.layers.Layer):
 
 
 class ResidualBlock(keras.layers.Layer):
-  """Pre-activation residual block: `h + conv(relu(conv(relu(h))))`.
+  """Pre-activation residual block: `h + conv(relu(conv(relu(h)))) + b`.
 
   The skip path keeps `h`'s dtype (float32 under a mixed policy); the
-  convolutions compute in the policy's compute dtype.
+  convolutions compute in the policy's compute dtype. The second
+  convolution's bias `b` is added after the skip, in `h`'s dtype: Grappler's
+  remapper fails on a graph where a convolution, its bias and the skip
+  addition follow one another in two blocks in a row (TF 2.21, oneDNN).
   """
 
   def __init__(self, num_filters, **kwargs):
@@ -94,11 +103,17 @@ class ResidualBlock(keras.layers.Layer):
     self.first = WeightNormDense(
         num_filters, 3, dtype=self.dtype_policy, name='first')
     self.second = WeightNormDense(
-        num_filters, 3, dtype=self.dtype_policy, name='second')
+        num_filters, 3, use_bias=False, dtype=self.dtype_policy,
+        name='second')
+
+  def build(self, input_shape):
+    self.bias = self.add_weight(
+        name='bias', shape=(input_shape[-1],), initializer='zeros')
 
   def call(self, h):
-    return h + ops.cast(self.second(ops.relu(self.first(ops.relu(h)))),
+    residual = ops.cast(self.second(ops.relu(self.first(ops.relu(h)))),
                         h.dtype)
+    return tf.nn.bias_add(h + residual, ops.cast(self.bias, h.dtype))
 
 
 class _Conditioner(keras.layers.Layer):
