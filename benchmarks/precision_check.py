@@ -1,6 +1,6 @@
-r"""Does mixed bfloat16 train to the same bits/dim as float32? A real run.
+r"""Does mixed bfloat16 train to the same bits/dim as float32? Real runs.
 
-    python -m benchmarks.precision_check --out_dir=precision_results
+    python -m benchmarks.precision_check --seeds=0,1,2 --out_dir=precision_results
 
 Trains the paper's CIFAR-10 RealNVP (`--model`) from the same initial
 weights on the same batches, with the same dequantization noise: in float32,
@@ -16,6 +16,10 @@ amplify such a perturbation (at the paper's learning rate 1e-3 and batch 16
 it moved test bits/dim by more than 1 after 120 steps), and then no
 comparison of precisions can resolve 0.02: the control's gap says how far
 two float32 runs differing by that much already end apart.
+
+Each seed of `--seeds` draws its own initial weights, crops and noise and
+makes the three runs; the report gives each seed's differences to float32
+and their mean and spread over the seeds.
 
 The data are real, with no download: 32x32 patches of the photograph that
 Matplotlib ships (`benchmarks.photo_patches`), training crops at random from
@@ -49,11 +53,13 @@ flags.DEFINE_integer('batch_size', 16, 'Patches per step.')
 flags.DEFINE_integer('patch_size', 32, 'Side of the square RGB patches.')
 flags.DEFINE_integer('test_patches', 256, 'Test patches (a grid).')
 flags.DEFINE_float('learning_rate', 1e-4, 'Adam learning rate.')
-flags.DEFINE_integer('seed', 0, 'Seed of the weights, crops and noise.')
+flags.DEFINE_list('seeds', ['0'],
+                  'Seeds of the weights, crops and noise: three runs each.')
 flags.DEFINE_string('out_dir', 'precision_results',
                     'Where to write the JSON and the Markdown.')
 
 EVAL_BATCH = 64
+CONTROL = 'control: float32 from bf16-rounded weights'
 
 
 def batches(train, steps, batch_size, patch_size, seed):
@@ -95,6 +101,42 @@ def train_run(name, precision, train_batches, test, initial_weights, seed):
   return result
 
 
+def compare_precisions(seed, train, test):
+  """The three runs of one seed, from one set of initial weights."""
+  train_batches = batches(train, FLAGS.steps, FLAGS.batch_size,
+                          FLAGS.patch_size, seed)
+  keras.utils.set_random_seed(seed)
+  initial = models.realnvp(tuple(test.shape[1:]), FLAGS.model, 'float32')
+  initial_weights = [
+      v.numpy() for v in initial.distribution.trainable_variables]
+  rounded = [tf.cast(tf.cast(w, tf.bfloat16), tf.float32).numpy()
+             for w in initial_weights]
+  float32, mixed, control = [
+      train_run(name, precision, train_batches, test, weights, seed)
+      for name, precision, weights in [
+          ('float32', 'float32', initial_weights),
+          ('mixed_bfloat16', 'mixed_bfloat16', initial_weights),
+          (CONTROL, 'float32', rounded)]]
+  return dict(
+      seed=seed, parameters=initial.parameters,
+      initial_test_bits_per_dim=test_bits_per_dim(
+          initial.distribution, test, seed),
+      runs=[float32, mixed, control],
+      bits_per_dim_difference=(mixed['test_bits_per_dim']
+                               - float32['test_bits_per_dim']),
+      control_difference=(control['test_bits_per_dim']
+                          - float32['test_bits_per_dim']),
+      speedup=(mixed['train_images_per_second']
+               / float32['train_images_per_second']))
+
+
+def summary(values):
+  """Mean and sample standard deviation (0 for a single value)."""
+  values = np.asarray(values, np.float64)
+  return dict(mean=float(values.mean()),
+              std=float(values.std(ddof=1)) if len(values) > 1 else 0.)
+
+
 def markdown(result):
   lines = [
       f'Model `{result["model"]}` ({result["parameters"]:,} weights), '
@@ -103,16 +145,24 @@ def markdown(result):
       f'`{photo_patches.PHOTO}` (learning rate {result["learning_rate"]:g}), '
       f'{result["test_patches"]} test patches; '
       f'{result["machine"]["cpu"]}, TensorFlow '
-      f'{result["machine"]["tensorflow"]}, {result["date"]}.', '',
-      '| run | test bits/dim | train img/s |',
-      '|---|---|---|']
-  for run in result['runs']:
-    lines.append(f'| {run["run"]} | {run["test_bits_per_dim"]:.4f} | '
-                 f'{run["train_images_per_second"]:.1f} |')
-  lines += ['', f'Test bits/dim, mixed minus float32: '
-                f'{result["bits_per_dim_difference"]:+.4f}; control minus '
-                f'float32: {result["control_difference"]:+.4f}. Mixed/float32 '
-                f'speed: {result["speedup"]:.2f}x.']
+      f'{result["machine"]["tensorflow"]}, {result["date"]}. Test bits/dim:',
+      '',
+      '| seed | float32 | mixed_bfloat16 | control | mixed - float32 | '
+      'control - float32 |',
+      '|---|---|---|---|---|---|']
+  for seed in result['seeds']:
+    float32, mixed, control = (run['test_bits_per_dim']
+                               for run in seed['runs'])
+    lines.append(f'| {seed["seed"]} | {float32:.4f} | {mixed:.4f} | '
+                 f'{control:.4f} | {seed["bits_per_dim_difference"]:+.4f} | '
+                 f'{seed["control_difference"]:+.4f} |')
+  mixed, control = result['bits_per_dim_difference'], result[
+      'control_difference']
+  lines += ['', f'Mixed minus float32: mean {mixed["mean"]:+.4f}, standard '
+                f'deviation {mixed["std"]:.4f} over {len(result["seeds"])} '
+                f'seed(s); control minus float32: mean {control["mean"]:+.4f},'
+                f' standard deviation {control["std"]:.4f}. Mixed/float32 '
+                f'train speed: {result["speedup"]["mean"]:.2f}x.']
   return '\n'.join(lines) + '\n'
 
 
@@ -120,34 +170,17 @@ def main(argv):
   del argv
   train, test = photo_patches.split_photo(
       photo_patches.photo(), FLAGS.patch_size, FLAGS.test_patches)
-  train_batches = batches(train, FLAGS.steps, FLAGS.batch_size,
-                          FLAGS.patch_size, FLAGS.seed)
-  keras.utils.set_random_seed(FLAGS.seed)
-  initial = models.realnvp(tuple(test.shape[1:]), FLAGS.model, 'float32')
-  initial_weights = [
-      v.numpy() for v in initial.distribution.trainable_variables]
-  initial_bpd = test_bits_per_dim(initial.distribution, test, FLAGS.seed)
-  rounded = [tf.cast(tf.cast(w, tf.bfloat16), tf.float32).numpy()
-             for w in initial_weights]
-  float32, mixed, control = [
-      train_run(name, precision, train_batches, test, weights, FLAGS.seed)
-      for name, precision, weights in [
-          ('float32', 'float32', initial_weights),
-          ('mixed_bfloat16', 'mixed_bfloat16', initial_weights),
-          ('control: float32 from bf16-rounded weights', 'float32', rounded)]]
-  runs = [float32, mixed, control]
+  seeds = [compare_precisions(int(seed), train, test) for seed in FLAGS.seeds]
   result = dict(
-      model=FLAGS.model, parameters=initial.parameters, steps=FLAGS.steps,
+      model=FLAGS.model, parameters=seeds[0]['parameters'], steps=FLAGS.steps,
       learning_rate=FLAGS.learning_rate,
       batch_size=FLAGS.batch_size, patch_size=FLAGS.patch_size,
-      test_patches=len(test), seed=FLAGS.seed,
-      initial_test_bits_per_dim=initial_bpd, runs=runs,
-      bits_per_dim_difference=(mixed['test_bits_per_dim']
-                               - float32['test_bits_per_dim']),
-      control_difference=(control['test_bits_per_dim']
-                          - float32['test_bits_per_dim']),
-      speedup=(mixed['train_images_per_second']
-               / float32['train_images_per_second']),
+      test_patches=len(test), seeds=seeds,
+      bits_per_dim_difference=summary(
+          [seed['bits_per_dim_difference'] for seed in seeds]),
+      control_difference=summary(
+          [seed['control_difference'] for seed in seeds]),
+      speedup=summary([seed['speedup'] for seed in seeds]),
       machine=hardware.description(), date=time.strftime('%Y-%m-%d'))
   os.makedirs(FLAGS.out_dir, exist_ok=True)
   with open(os.path.join(FLAGS.out_dir, 'precision_check.json'), 'w') as f:

@@ -126,19 +126,30 @@ def test_photo_test_patches_lie_below_every_training_crop():
 def test_precision_check_runs_both_precisions_end_to_end(tmp_path):
   subprocess.run(
       [sys.executable, '-m', 'benchmarks.precision_check', '--model=tiny',
-       '--steps=2', '--batch_size=4', '--test_patches=4',
+       '--steps=2', '--batch_size=4', '--test_patches=4', '--seeds=0,1',
        f'--out_dir={tmp_path}'], cwd=ROOT, check=True, capture_output=True,
       timeout=300)
   with open(tmp_path / 'precision_check.json') as f:
     result = json.load(f)
-  float32, mixed, control = result['runs']
-  assert (float32['precision'], mixed['precision'], control['precision']) == (
-      'float32', 'mixed_bfloat16', 'float32')
-  for run in result['runs']:
-    assert 0. < run['test_bits_per_dim'] < 16.
-    assert _is_positive_number(run['train_images_per_second'])
-  assert result['bits_per_dim_difference'] == pytest.approx(
-      mixed['test_bits_per_dim'] - float32['test_bits_per_dim'])
-  assert result['control_difference'] == pytest.approx(
-      control['test_bits_per_dim'] - float32['test_bits_per_dim'])
+  assert [seed['seed'] for seed in result['seeds']] == [0, 1]
+  differences = []
+  for seed in result['seeds']:
+    float32, mixed, control = seed['runs']
+    assert (float32['precision'], mixed['precision'],
+            control['precision']) == ('float32', 'mixed_bfloat16', 'float32')
+    for run in seed['runs']:
+      assert 0. < run['test_bits_per_dim'] < 16.
+      assert _is_positive_number(run['train_images_per_second'])
+    assert seed['bits_per_dim_difference'] == pytest.approx(
+        mixed['test_bits_per_dim'] - float32['test_bits_per_dim'])
+    assert seed['control_difference'] == pytest.approx(
+        control['test_bits_per_dim'] - float32['test_bits_per_dim'])
+    differences.append(seed['bits_per_dim_difference'])
+  # Different seeds start from different weights: different results.
+  assert (result['seeds'][0]['runs'][0]['test_bits_per_dim']
+          != result['seeds'][1]['runs'][0]['test_bits_per_dim'])
+  assert result['bits_per_dim_difference']['mean'] == pytest.approx(
+      np.mean(differences))
+  assert result['bits_per_dim_difference']['std'] == pytest.approx(
+      np.std(differences, ddof=1))
   assert 'mixed_bfloat16' in (tmp_path / 'precision_check.md').read_text()
