@@ -159,8 +159,8 @@ def markdown(result):
     lines.append(f'| {seed["seed"]} | {float32:.4f} | {mixed:.4f} | '
                  f'{control:.4f} | {seed["bits_per_dim_difference"]:+.4f} | '
                  f'{seed["control_difference"]:+.4f} |')
-  mixed, control = result['bits_per_dim_difference'], result[
-      'control_difference']
+  mixed = result['bits_per_dim_difference']
+  control = result['control_difference']
   lines += ['', f'Mixed minus float32: mean {mixed["mean"]:+.4f}, standard '
                 f'deviation {mixed["std"]:.4f} over {len(result["seeds"])} '
                 f'seed(s); control minus float32: mean {control["mean"]:+.4f},'

@@ -71,7 +71,6 @@ def test_weight_norm_dense_computes_g_v_over_norm_v_plus_b():
   np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-6)
 
 
-
 def test_residual_block_adds_its_bias_after_the_skip():
   """`h + conv(relu(conv(relu(h)))) + b`, with one bias for the two sums."""
   block = networks.ResidualBlock(4)
@@ -82,6 +81,7 @@ def test_residual_block_adds_its_bias_after_the_skip():
   expected = (h + block.second(tf.nn.relu(block.first(tf.nn.relu(h))))
               + block.bias)
   np.testing.assert_allclose(block(h), expected, rtol=1e-5, atol=1e-6)
+
 
 @pytest.mark.parametrize('kernel_size', [None, 3])
 def test_weight_norm_output_ignores_the_directions_length(kernel_size):
