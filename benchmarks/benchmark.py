@@ -45,6 +45,7 @@ from benchmarks import flops
 from benchmarks import hardware
 from benchmarks import models
 from benchmarks import report
+from tf_realnvp import optimizers
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('out_dir', 'benchmark_results',
@@ -148,7 +149,7 @@ def measure(flow, jit, settings, profile_name=None):
   train_inputs = flow.to_inputs(pixels[:settings.batch_size])
   log_prob_inputs = flow.to_inputs(pixels[:settings.log_prob_batch_size])
   sample_seed = tf.constant([settings.seed, 2])
-  optimizer = keras.optimizers.Adam(settings.learning_rate)
+  optimizer = optimizers.FusedAdam(settings.learning_rate)
   optimizer.build(distribution.trainable_variables)
 
   sample = tf.function(

@@ -87,7 +87,7 @@ def train_run(name, precision, train_batches, test, initial_weights, seed):
   for variable, value in zip(flow.distribution.trainable_variables,
                              initial_weights):
     variable.assign(value)
-  optimizer = keras.optimizers.Adam(FLAGS.learning_rate)
+  optimizer = tf_realnvp.optimizers.FusedAdam(FLAGS.learning_rate)
   step = tf.function(models.make_train_step(flow, optimizer))
   losses = [float(step(train_batches[0]))]  # Traces; not timed.
   start = time.perf_counter()

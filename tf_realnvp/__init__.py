@@ -3,6 +3,7 @@
 from tf_realnvp import bijectors
 from tf_realnvp import flows
 from tf_realnvp import networks
+from tf_realnvp import optimizers
 from tf_realnvp.dequantization import dequantize
 from tf_realnvp.distribution import RealNVP
 from tf_realnvp.distribution import couplings
@@ -13,5 +14,6 @@ from tf_realnvp.metrics import bits_per_dim
 
 __all__ = [
     'RealNVP', 'bijectors', 'bits_per_dim', 'couplings', 'dequantize',
-    'flows', 'make_flow', 'networks', 'weight_scale_l2', 'with_temperature',
+    'flows', 'make_flow', 'networks', 'optimizers', 'weight_scale_l2',
+    'with_temperature',
 ]

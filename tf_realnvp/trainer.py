@@ -27,6 +27,7 @@ import tensorflow as tf
 from tf_realnvp import config as config_lib
 from tf_realnvp import flows
 from tf_realnvp import input_pipeline
+from tf_realnvp import optimizers
 from tf_realnvp import plots
 from tf_realnvp.bijectors.actnorm import ActNorm
 from tf_realnvp.distribution import RealNVP
@@ -398,7 +399,7 @@ def _train(config, strategy, model_dir, write_dir):
   keras.utils.set_random_seed(config.seed)
   with strategy.scope():
     flow = build_flow(config)
-    optimizer = keras.optimizers.Adam(config.learning_rate)
+    optimizer = optimizers.FusedAdam(config.learning_rate)
     optimizer.build(flow.trainable_variables)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     steps = Steps(flow, optimizer, strategy, config.batch_size, config.l2,
