@@ -106,21 +106,46 @@ def test_hand_flop_count_matches_profiler():
   assert hand <= flops.profiled_flops(log_prob) < 1.02 * hand
 
 
-def test_photo_test_patches_lie_below_every_training_crop():
+def test_photo_is_matplotlibs_sample_photograph():
   image = photo_patches.photo()
   assert image.shape == (600, 512, 3) and image.dtype == np.uint8
-  train, test = photo_patches.split_photo(image, 32, 64)
-  assert test.shape == (64, 32, 32, 3)
-  boundary = train.shape[0]
-  # Each test patch is a crop of the rows below the training rows.
-  below = image[boundary:]
-  for patch in test[:4]:
-    found = [(r, c) for r in range(below.shape[0] - 31)
-             for c in range(below.shape[1] - 31)
-             if np.array_equal(below[r:r + 32, c:c + 32], patch)]
-    assert found, 'a test patch is not from the held-out rows'
-  crops = photo_patches.random_patches(train, 8, 32, tf.constant([0, 1]))
-  assert crops.shape == (8, 32, 32, 3)
+
+
+def _position_coded_image(height, width):
+  """An image whose pixels spell their own `(row, column)`."""
+  rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing='ij')
+  return np.stack([rows % 256, cols % 256, 16 * (rows // 256) + cols // 256],
+                  axis=-1).astype(np.uint8)
+
+
+def _tile_colours(patches):
+  """The checkerboard colour of the tile under each pixel of `patches`."""
+  patches = np.asarray(patches, np.int64)
+  rows = patches[..., 0] + 256 * (patches[..., 2] // 16)
+  cols = patches[..., 1] + 256 * (patches[..., 2] % 16)
+  return (rows // photo_patches.TILE + cols // photo_patches.TILE) % 2
+
+
+def test_photo_test_patches_share_no_pixel_with_training_crops():
+  """Training crops lie in one colour of tiles, test patches in the other."""
+  image = _position_coded_image(600, 512)
+  tiles, test = photo_patches.split_photo(image, 32, 100)
+  assert tiles.shape == (36, 64, 64, 3) and test.shape == (100, 32, 32, 3)
+  crops = photo_patches.random_patches(tiles, 500, 32, tf.constant([0, 1]))
+  assert crops.shape == (500, 32, 32, 3)
+  assert np.all(_tile_colours(crops) == 0)
+  assert np.all(_tile_colours(test) == 1)
+  # Both sets spread over the whole picture, not one region of it.
+  for patches in (crops, test):
+    corners = np.asarray(patches)[:, 0, 0].astype(np.int64)
+    rows = corners[:, 0] + 256 * (corners[:, 2] // 16)
+    assert rows.min() < 64 and rows.max() > 600 - 2 * 64
+  assert len({patch.tobytes() for patch in test}) == len(test)
+
+
+def test_photo_patches_reject_patches_larger_than_a_tile():
+  with pytest.raises(ValueError, match='tile'):
+    photo_patches.split_photo(photo_patches.photo(), 65, 4)
 
 
 def test_precision_check_runs_both_precisions_end_to_end(tmp_path):
