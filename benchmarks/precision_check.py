@@ -27,7 +27,8 @@ test patches on a fixed grid from the other. The test bits/dim is measured
 on pixels no training batch contained, from the same picture content as
 training. (Testing on a separate region of the photo instead, its bottom
 rows, made the comparison itself chaotic: the control moved test bits/dim
-by up to 0.23 there, against under 0.01 on the checkerboard.) Writes
+by up to 0.23 there, against at most 0.014 on the checkerboard, CIFAR-10
+model, learning rate 3e-5, three seeds.) Writes
 `precision_check.json` and `precision_check.md` to `--out_dir`.
 """
 
@@ -58,7 +59,8 @@ flags.DEFINE_integer('test_patches', 256, 'Test patches (a grid).')
 flags.DEFINE_float(
     'learning_rate', 3e-5,
     'Adam learning rate. Larger rates amplify small perturbations more: '
-    'at 1e-4 the control already ends 0.1 bits/dim from float32.')
+    'at 1e-4 the CIFAR-10 model\'s control ended 0.058 bits/dim from '
+    'float32 (seed 0).')
 flags.DEFINE_list('seeds', ['0'],
                   'Seeds of the weights, crops and noise: three runs each.')
 flags.DEFINE_string('out_dir', 'precision_results',
