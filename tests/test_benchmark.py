@@ -118,11 +118,16 @@ def _position_coded_image(height, width):
                   axis=-1).astype(np.uint8)
 
 
+def _positions(patches):
+  """`(rows, columns)` of each pixel of patches of a position-coded image."""
+  patches = np.asarray(patches, np.int64)
+  return (patches[..., 0] + 256 * (patches[..., 2] // 16),
+          patches[..., 1] + 256 * (patches[..., 2] % 16))
+
+
 def _tile_colours(patches):
   """The checkerboard colour of the tile under each pixel of `patches`."""
-  patches = np.asarray(patches, np.int64)
-  rows = patches[..., 0] + 256 * (patches[..., 2] // 16)
-  cols = patches[..., 1] + 256 * (patches[..., 2] % 16)
+  rows, cols = _positions(patches)
   return (rows // photo_patches.TILE + cols // photo_patches.TILE) % 2
 
 
@@ -137,8 +142,7 @@ def test_photo_test_patches_share_no_pixel_with_training_crops():
   assert np.all(_tile_colours(test) == 1)
   # Both sets spread over the whole picture, not one region of it.
   for patches in (crops, test):
-    corners = np.asarray(patches)[:, 0, 0].astype(np.int64)
-    rows = corners[:, 0] + 256 * (corners[:, 2] // 16)
+    rows, _ = _positions(np.asarray(patches)[:, 0, 0])
     assert rows.min() < 64 and rows.max() > 600 - 2 * 64
   assert len({patch.tobytes() for patch in test}) == len(test)
 
