@@ -1,4 +1,5 @@
-"""Test settings: quiet TensorFlow; the entry scripts importable from tests."""
+"""Test settings: quiet TensorFlow; two logical CPUs; the entry scripts
+importable from tests."""
 
 import os
 import sys
@@ -7,3 +8,12 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
+
+import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# Two logical CPUs, '/cpu:0' and '/cpu:1', so a test can compare a
+# MirroredStrategy over two replicas with one device in this process. It must
+# happen before TensorFlow initializes its devices, hence here.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices('CPU')[0],
+    [tf.config.LogicalDeviceConfiguration()] * 2)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_realnvp import mode
 from tf_realnvp import networks
 
 import bijector_checks
@@ -158,3 +159,93 @@ def test_grappler_optimizes_the_conditioner_without_errors():
   failures = [line for line in child.stderr.splitlines()
               if 'optimizer' in line and 'failed' in line]
   assert not failures, failures
+
+
+def batch_norm_resnet(**kwargs):
+  net = networks.ResNetConditioner(3, num_blocks=2, num_filters=4,
+                                   batch_norm=True, **kwargs)
+  x = tf.random.stateless_normal((6, 4, 4, 3), [0, 7])
+  net(x)
+  return bijector_checks.perturb(net), x
+
+
+def test_batch_norm_uses_batch_statistics_only_in_training_mode():
+  """Evaluation: each example's output is its own; training: the batch's."""
+  net, x = batch_norm_resnet(concat_relu_input=True)
+  changed = tf.concat([x[:1], 3. * x[1:] + 1.], axis=0)
+  evaluation = [net(batch)[1][0] for batch in (x, changed)]
+  np.testing.assert_allclose(evaluation[0], evaluation[1], atol=1e-6)
+  np.testing.assert_allclose(evaluation[0], net(x[:1])[1][0], atol=1e-6)
+  with mode.training():
+    training = [net(batch)[1][0] for batch in (x, changed)]
+  assert np.max(np.abs(training[0] - training[1])) > 1e-3
+
+
+def test_batch_norm_updates_running_averages_only_in_training_mode():
+  net, x = batch_norm_resnet(concat_relu_input=True)
+  norm = net.input_norm
+  before = norm.moving_mean.numpy()
+  net(x)
+  np.testing.assert_array_equal(norm.moving_mean.numpy(), before)
+  with mode.training():
+    net(x)
+  batch_mean = np.mean(x.numpy(), axis=(0, 1, 2))
+  np.testing.assert_allclose(norm.moving_mean.numpy(),
+                             0.9 * before + 0.1 * batch_mean, rtol=1e-5)
+
+
+def test_batch_norm_statistics_are_synchronized_across_replicas():
+  """Two replicas with half the batch each compute what one device does."""
+  strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+  with strategy.scope():
+    net, x = batch_norm_resnet(concat_relu_input=True)
+  single = networks.ResNetConditioner(3, num_blocks=2, num_filters=4,
+                                      batch_norm=True, concat_relu_input=True)
+  single(x)
+  for theirs, ours in zip(single.weights, net.weights):
+    theirs.assign(ours.value if hasattr(ours, 'value') else ours)
+
+  def replica_log_scale(batch):
+    with mode.training():
+      return net(batch)[1]
+
+  halves = strategy.experimental_distribute_values_from_function(
+      lambda context: x[3 * context.replica_id_in_sync_group:][:3])
+  per_replica = strategy.run(tf.function(replica_log_scale), (halves,))
+  distributed = tf.concat(strategy.experimental_local_results(per_replica), 0)
+  with mode.training():
+    expected = single(x)[1]
+    first_half_alone = single(x[:3])[1]
+  # Synchronized statistics use E[x^2] - E[x]^2, a float32 round-off of
+  # about 2e-5 here; statistics of one replica's half alone are 100x off.
+  np.testing.assert_allclose(distributed, expected, atol=1e-4)
+  assert np.max(np.abs(first_half_alone - expected[:3])) > 1e-3
+
+
+def test_skip_outputs_sum_a_1x1_convolution_of_every_block():
+  """Stem and each block get a 1x1 skip convolution, all weight-normalized."""
+  plain, x = conditioner_and_input('resnet')
+  net, _ = conditioner_and_input('resnet', skip_outputs=True)
+  assert len(net.skips) == 3
+  assert len(net.scale_weights) == len(plain.scale_weights) + 3
+  assert net.count_params() == plain.count_params() + 3 * (4 * 4 + 2 * 4)
+  bijector_checks.perturb(net)
+  h = net.stem(x)
+  total = net.skips[0](h)
+  for block, skip in zip(net.blocks, net.skips[1:]):
+    h = block(h)
+    total += skip(h)
+  np.testing.assert_allclose(
+      net(x)[0], net._shift_and_log_scale(tf.nn.relu(total))[0], atol=1e-5)
+
+
+def test_concat_relu_input_feeds_both_signs_to_the_stem():
+  net, x = conditioner_and_input('resnet', concat_relu_input=True)
+  assert net.stem.direction.shape == (3, 3, 6, 4)
+  bijector_checks.perturb(net)
+  stem_input = tf.concat([tf.nn.relu(x), tf.nn.relu(-x)], axis=-1)
+  h = net.stem(stem_input)
+  for block in net.blocks:
+    h = block(h)
+  np.testing.assert_allclose(
+      net(x)[1], net._shift_and_log_scale(tf.nn.relu(h))[1], atol=1e-5)

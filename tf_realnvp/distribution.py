@@ -21,8 +21,9 @@ STEPS = ('realnvp', 'glow')
 
 def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
             num_coupling_layers=8, hidden_units=(128, 128), coupling='affine',
-            step='realnvp', alpha=0.05, dtype=tf.float32, network_dtype=None,
-            validate_args=True, name='RealNVP'):
+            step='realnvp', conditioner_options=None, alpha=0.05,
+            dtype=tf.float32, network_dtype=None, validate_args=True,
+            name='RealNVP'):
   """A RealNVP flow: `tfd.TransformedDistribution` over a standard Normal.
 
   With `f` the data-to-latent map built from coupling layers,
@@ -66,6 +67,9 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
       couplings, then a learned diagonal scaling as the last layer).
     step: `'realnvp'` (a coupling per step, as in the paper) or `'glow'`
       (actnorm, invertible 1x1 convolution, coupling).
+    conditioner_options: further keyword arguments of every s/t network
+      (`networks.ResNetConditioner` for images, `networks.MLPConditioner` for
+      vectors), e.g. `dict(batch_norm=True)`.
     alpha: images: the logit preprocessing's `alpha`.
     dtype: float dtype of the distribution.
     network_dtype: dtype policy of the s/t networks, e.g. `'mixed_bfloat16'`;
@@ -96,7 +100,7 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
   settings = dict(additive=coupling == 'additive', glow=step == 'glow',
                   dtype=dtype,
                   network_dtype=network_dtype or dtype.name,
-                  validate_args=validate_args)
+                  validate_args=validate_args, **(conditioner_options or {}))
   with tf.name_scope(name):
     if len(event_shape) == 3:
       _check_scales(event_shape, num_scales)

@@ -28,6 +28,8 @@ import keras
 from keras import ops
 import tensorflow as tf
 
+from tf_realnvp import mode
+
 
 class WeightNormDense(keras.layers.Layer):
   """Dense or 2-D convolution with weight normalization, `w = g v / ||v||`.
@@ -88,32 +90,59 @@ class WeightNormDense(keras.layers.Layer):
     return tf.nn.bias_add(y, ops.cast(self.bias, self.compute_dtype))
 
 
-class ResidualBlock(keras.layers.Layer):
-  """Pre-activation residual block: `h + conv(relu(conv(relu(h)))) + b`.
+class PreActivation(keras.layers.Layer):
+  """`relu(x)`, or `relu(batch_norm(x))` with `batch_norm=True`.
 
-  The skip path keeps `h`'s dtype (float32 under a mixed policy); the
-  convolutions compute in the policy's compute dtype. The second
-  convolution's bias `b` is added after the skip, in `h`'s dtype: Grappler's
-  remapper fails on a graph where a convolution, its bias and the skip
-  addition follow one another in two blocks in a row (TF 2.21, oneDNN).
+  Batch normalization (Ioffe & Szegedy, 2015) runs in training mode inside
+  `tf_realnvp.mode.training()` (statistics of the batch, synchronized across
+  replicas, running averages updated) and uses its running averages
+  otherwise. Momentum 0.9 and epsilon 1e-5 are PyTorch's defaults, which the
+  reference implementation trains with.
   """
 
-  def __init__(self, num_filters, **kwargs):
+  def __init__(self, batch_norm=False, **kwargs):
+    super().__init__(**kwargs)
+    self.norm = keras.layers.BatchNormalization(
+        momentum=0.9, epsilon=1e-5, synchronized=True,
+        dtype=self.dtype_policy, name='batch_norm') if batch_norm else None
+
+  def call(self, x):
+    if self.norm is not None:
+      x = self.norm(x, training=mode.is_training())
+    return ops.relu(x)
+
+
+class ResidualBlock(keras.layers.Layer):
+  """Pre-activation residual block: `h + conv(act(conv(act(h)))) + b`.
+
+  `act` is a ReLU, after batch normalization with `batch_norm=True`. The skip
+  path keeps `h`'s dtype (float32 under a mixed policy); the convolutions
+  compute in the policy's compute dtype. The second convolution's bias `b`
+  is added after the skip, in `h`'s dtype: Grappler's remapper fails on a
+  graph where a convolution, its bias and the skip addition follow one
+  another in two blocks in a row (TF 2.21, oneDNN).
+  """
+
+  def __init__(self, num_filters, batch_norm=False, **kwargs):
     super().__init__(autocast=False, **kwargs)
-    self.first = WeightNormDense(
-        num_filters, 3, dtype=self.dtype_policy, name='first')
+    policy = self.dtype_policy
+    self.first_activation = PreActivation(batch_norm, dtype=policy,
+                                          name='first_activation')
+    self.first = WeightNormDense(num_filters, 3, dtype=policy, name='first')
+    self.second_activation = PreActivation(batch_norm, dtype=policy,
+                                           name='second_activation')
     self.second = WeightNormDense(
-        num_filters, 3, use_bias=False, dtype=self.dtype_policy,
-        name='second')
+        num_filters, 3, use_bias=False, dtype=policy, name='second')
 
   def build(self, input_shape):
     self.bias = self.add_weight(
         name='bias', shape=(input_shape[-1],), initializer='zeros')
 
   def call(self, h):
-    residual = ops.cast(self.second(ops.relu(self.first(ops.relu(h)))),
-                        h.dtype)
-    return tf.nn.bias_add(h + residual, ops.cast(self.bias, h.dtype))
+    residual = self.second(self.second_activation(
+        self.first(self.first_activation(h))))
+    return tf.nn.bias_add(h + ops.cast(residual, h.dtype),
+                          ops.cast(self.bias, h.dtype))
 
 
 class _Conditioner(keras.layers.Layer):
@@ -150,32 +179,67 @@ class _Conditioner(keras.layers.Layer):
 class ResNetConditioner(_Conditioner):
   """Convolutional residual network for image couplings (Dinh et al., Sec. 4.1).
 
-  `conv3x3(num_filters) -> num_blocks x [relu, conv3x3, relu, conv3x3, + skip]
-  -> relu -> conv3x3(2C)`, weight-normalized throughout. Under a mixed policy
+  `conv3x3(num_filters) -> num_blocks x [act, conv3x3, act, conv3x3, + skip]
+  -> act -> conv3x3(2C)`, weight-normalized throughout, where `act` is a ReLU
+  (after batch normalization with `batch_norm=True`). Under a mixed policy
   the block convolutions compute in bfloat16, the rest in float32.
+
+  Two options follow the PyTorch reference implementation (Chute, 2018):
+  `concat_relu_input` feeds `relu(concat(x, -x))` to the first convolution
+  (after batch normalization when `batch_norm`), so the network sees both
+  signs of its input through a rectifier; `skip_outputs` sums a 1x1
+  convolution of the stem and of every block's output and hands that sum,
+  instead of the last block's output, to the head.
 
   Args:
     channels: channels C of the event (shift and log-scale each get C).
     num_blocks: residual blocks.
     num_filters: feature maps of the hidden convolutions.
     additive: whether to return only a shift (NICE).
+    batch_norm: batch normalization before every ReLU (and of the input with
+      `concat_relu_input`); see `tf_realnvp.mode`.
+    concat_relu_input: whether the stem reads `relu(concat(x, -x))`.
+    skip_outputs: whether the head reads the sum of 1x1 convolutions of every
+      block's output.
   """
 
   def __init__(self, channels, num_blocks=8, num_filters=64, additive=False,
+               batch_norm=False, concat_relu_input=False, skip_outputs=False,
                **kwargs):
     super().__init__(channels, additive, **kwargs)
     policy = self.dtype_policy
+    self.input_norm = (keras.layers.BatchNormalization(
+        momentum=0.9, epsilon=1e-5, synchronized=True,
+        dtype=self.variable_dtype, name='input_norm')
+                       if batch_norm and concat_relu_input else None)
+    self.concat_relu_input = concat_relu_input
     self.stem = WeightNormDense(num_filters, 3, dtype=self.variable_dtype,
                                 name='stem')
-    self.blocks = [ResidualBlock(num_filters, dtype=policy, name=f'block{i}')
+    self.blocks = [ResidualBlock(num_filters, batch_norm, dtype=policy,
+                                 name=f'block{i}')
                    for i in range(num_blocks)]
+    self.skips = [WeightNormDense(num_filters, 1, dtype=self.variable_dtype,
+                                  name=f'skip{i}')
+                  for i in range(num_blocks + 1)] if skip_outputs else None
+    self.output_activation = PreActivation(
+        batch_norm, dtype=self.variable_dtype, name='output_activation')
     self._build_head(kernel_size=3)
 
   def call(self, x):
+    if self.concat_relu_input:
+      if self.input_norm is not None:
+        x = self.input_norm(x, training=mode.is_training())
+      x = ops.relu(ops.concatenate([x, -x], axis=-1))
     h = self.stem(x)
-    for block in self.blocks:
+    if self.skips is None:
+      for block in self.blocks:
+        h = block(h)
+      return self._shift_and_log_scale(self.output_activation(h))
+    total = self.skips[0](h)
+    for block, skip in zip(self.blocks, self.skips[1:]):
       h = block(h)
-    return self._shift_and_log_scale(ops.relu(h))
+      total = total + ops.cast(skip(h), total.dtype)
+    return self._shift_and_log_scale(self.output_activation(total))
 
 
 class MLPConditioner(_Conditioner):

@@ -1,0 +1,36 @@
+"""Training or evaluation mode, for the layers whose output depends on it.
+
+Batch normalization (inside the s/t networks, `networks.ResNetConditioner`
+with `batch_norm=True`, and as a bijector, `bijectors.BatchNorm`) normalizes
+with the statistics of the current batch in training and with running
+averages in evaluation. A flow's `log_prob` and `sample` are TFP calls with
+no `training` argument, so the mode is set around them:
+
+    with tf_realnvp.mode.training():
+      loss = -tf.reduce_mean(flow.log_prob(x))   # batch statistics, updated
+
+Outside the block every layer is in evaluation mode: each example's density
+is a function of that example alone. The mode is read when a function is
+traced: a `tf.function` traced in one mode keeps it, so trace training and
+evaluation steps as separate functions (as the trainer does).
+"""
+
+import contextlib
+import contextvars
+
+_training = contextvars.ContextVar('tf_realnvp_training', default=False)
+
+
+def is_training():
+  """Whether the code running now is in training mode."""
+  return _training.get()
+
+
+@contextlib.contextmanager
+def training(enabled=True):
+  """Runs the block in training mode (or, with `enabled=False`, evaluation)."""
+  token = _training.set(bool(enabled))
+  try:
+    yield
+  finally:
+    _training.reset(token)
