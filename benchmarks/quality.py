@@ -1,0 +1,280 @@
+r"""How well does a RealNVP learn per step and per second? Side by side, real images.
+
+    python -m benchmarks.quality --seeds=0,1,2 --out_dir=quality_results \
+        --reference_dir=/scratch/real-nvp \
+        --reference_python=/scratch/refvenv/bin/python
+
+Trains each configuration of `--configs` (see `CONFIGS`) from the same seed
+on the same batches: random 32x32 crops of the training tiles of the
+photograph Matplotlib ships (`benchmarks.photo_patches`), dequantized with
+the same noise, `--steps` steps of `--batch_size`. Test bits/dim is measured
+on the test patches (the other colour of the checkerboard of tiles, never
+trained on), one fixed dequantization draw, at each step of `--eval_at`.
+Our configurations train with the trainer's own step
+(`tf_realnvp.trainer.Steps`: the objective, gradient clipping, the skip of
+non-finite steps) on one device.
+
+With `--reference_dir` (a checkout of the PyTorch reference implementation,
+prepared as BENCHMARKS.md says) and `--reference_python` (its virtual
+environment's interpreter), the reference is a column of the same run:
+`benchmarks/reference_run.py` trains it in its own process on the same
+batches, with its own model, loss, weight decay and clipping.
+
+Each run also records its median seconds per training step (measured during
+training, evaluation excluded), so the report gives test bits/dim both at
+equal steps and at equal wall-clock time. Runs are cached in `--out_dir` by
+configuration, seed and settings: adding a configuration reruns nothing else.
+Writes `quality.json` and `quality.md`.
+"""
+
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from benchmarks import hardware
+from benchmarks import photo_patches
+import tf_realnvp
+from tf_realnvp import mode
+from tf_realnvp import optimizers
+from tf_realnvp import trainer
+
+# Our configurations: `tf_realnvp.RealNVP` keyword arguments beyond the
+# architecture flags, and the training recipe (`l2`, `clip_norm`, `learning_rate`).
+CONFIGS = {
+    'default': {},
+    'no_l2': dict(l2=0.),
+    'batch_norm': dict(conditioner_options=dict(batch_norm=True)),
+    'concat_relu': dict(conditioner_options=dict(concat_relu_input=True)),
+    'skips': dict(conditioner_options=dict(skip_outputs=True)),
+    'reference_net': dict(conditioner_options=dict(
+        batch_norm=True, concat_relu_input=True, skip_outputs=True)),
+}
+REFERENCE = 'reference'
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list('configs', list(CONFIGS), 'Our configurations to train.')
+flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds: weights, crops, noise.')
+flags.DEFINE_integer('num_scales', 2, 'Scales of both models.')
+flags.DEFINE_integer('num_res_blocks', 4, 'Residual blocks per s/t network.')
+flags.DEFINE_integer('num_filters', 32, 'Feature maps of the first scale.')
+flags.DEFINE_integer('batch_size', 32, 'Crops per step.')
+flags.DEFINE_list('eval_at', ['100', '200', '400'],
+                  'Steps at which test bits/dim is measured; the last ends '
+                  'the run.')
+flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate.')
+flags.DEFINE_float('l2', 5e-5, 'L2 coefficient on the weight-norm gains.')
+flags.DEFINE_float('clip_norm', 100., 'Gradient-norm clip.')
+flags.DEFINE_integer('test_patches', 512, 'Test patches (a grid).')
+flags.DEFINE_string('reference_dir', None,
+                    'Prepared checkout of the PyTorch reference; omit to '
+                    'leave the reference column out.')
+flags.DEFINE_string('reference_python', sys.executable,
+                    "Interpreter of the reference's virtual environment.")
+flags.DEFINE_string('out_dir', 'quality_results', 'Results and cache.')
+
+PATCH = 32
+EVAL_BATCH = 64
+
+
+def settings():
+  """Everything a cached run depends on besides its configuration and seed."""
+  return dict(num_scales=FLAGS.num_scales,
+              num_res_blocks=FLAGS.num_res_blocks,
+              num_filters=FLAGS.num_filters, batch_size=FLAGS.batch_size,
+              eval_at=[int(s) for s in FLAGS.eval_at],
+              learning_rate=FLAGS.learning_rate, l2=FLAGS.l2,
+              clip_norm=FLAGS.clip_norm, test_patches=FLAGS.test_patches)
+
+
+def data(seed, tiles, test_patches, steps):
+  """`(train, test)` dequantized intensities in `[0, 256)`, float32 arrays.
+
+  `train` is `[steps, batch, 32, 32, 3]`: crop positions and noise are
+  functions of `seed` and the step alone.
+  """
+  train = np.stack([tf_realnvp.dequantize(
+      photo_patches.random_patches(tiles, FLAGS.batch_size, PATCH,
+                                   tf.constant([seed, step])),
+      seed=tf.constant([seed + 1, step])).numpy() for step in range(steps)])
+  test = tf_realnvp.dequantize(
+      test_patches, seed=tf.constant([seed + 2, 0])).numpy()
+  return train, test
+
+
+def test_bits_per_dim(log_prob, test):
+  nll = np.concatenate([-log_prob(test[i:i + EVAL_BATCH]).numpy()
+                        for i in range(0, len(test), EVAL_BATCH)])
+  return float(nll.mean() / (np.prod(test.shape[1:]) * math.log(2.)))
+
+
+def train_ours(config, seed, train, test):
+  """Trains our configuration `config` on `train`; its figures."""
+  options = dict(CONFIGS[config])
+  recipe = {key: options.pop(key, getattr(FLAGS, key))
+            for key in ('learning_rate', 'l2', 'clip_norm')}
+  keras.utils.set_random_seed(seed)
+  strategy = tf.distribute.OneDeviceStrategy('/cpu:0')
+  with strategy.scope():
+    flow = tf_realnvp.RealNVP(
+        tuple(test.shape[1:]), num_scales=FLAGS.num_scales,
+        num_res_blocks=FLAGS.num_res_blocks, num_filters=FLAGS.num_filters,
+        validate_args=False, **options)
+    optimizer = optimizers.FusedAdam(recipe['learning_rate'])
+    optimizer.build(flow.trainable_variables)
+    steps = trainer.Steps(flow, optimizer, strategy, FLAGS.batch_size,
+                          recipe['l2'], recipe['clip_norm'], jit=False)
+  iterator = iter(tf.data.Dataset.from_tensor_slices(train))
+  log_prob = tf.function(flow.log_prob)
+  eval_at = settings()['eval_at']
+  result = dict(bits_per_dim={}, parameters=int(sum(
+      np.prod(v.shape) for v in flow.trainable_variables)))
+  step_seconds = []
+  for step in range(1, eval_at[-1] + 1):
+    start = time.perf_counter()
+    with mode.training():  # Traced on the first call, in training mode.
+      float(steps.train_step(iterator)[0])
+    step_seconds.append(time.perf_counter() - start)
+    if step in eval_at:
+      result['bits_per_dim'][step] = test_bits_per_dim(log_prob, test)
+      logging.info('%s seed %d step %d: test bits/dim %.4f', config, seed,
+                   step, result['bits_per_dim'][step])
+  result['seconds_per_step'] = float(np.median(step_seconds[1:]))
+  return result
+
+
+def train_reference(seed, train, test, scratch):
+  """Trains the reference in its own process on the same data."""
+  os.makedirs(scratch, exist_ok=True)
+  path = os.path.join(scratch, f'data_seed{seed}.npz')
+  np.savez(path, train=train / 256., test=test / 256.)
+  out = os.path.join(scratch, f'reference_seed{seed}.json')
+  subprocess.run([
+      FLAGS.reference_python,
+      os.path.join(os.path.dirname(__file__), 'reference_run.py'),
+      f'--reference_dir={FLAGS.reference_dir}', f'--data={path}',
+      f'--out={out}', f'--num_scales={FLAGS.num_scales}',
+      f'--num_blocks={FLAGS.num_res_blocks}',
+      f'--mid_channels={FLAGS.num_filters}',
+      f'--learning_rate={FLAGS.learning_rate}',
+      f'--weight_decay={FLAGS.l2}', f'--max_grad_norm={FLAGS.clip_norm}',
+      f'--eval_at={",".join(FLAGS.eval_at)}', f'--seed={seed}'], check=True)
+  os.remove(path)
+  with open(out) as f:
+    result = json.load(f)
+  result['bits_per_dim'] = {int(k): v for k, v in
+                            result['bits_per_dim'].items()}
+  return result
+
+
+def cached_run(name, seed, run):
+  """`run()`, or its result from an earlier call with the same settings."""
+  key = hashlib.sha256(json.dumps(
+      [name, CONFIGS.get(name), seed, settings()],
+      sort_keys=True).encode()).hexdigest()[:16]
+  path = os.path.join(FLAGS.out_dir, 'cache', f'{name}_{seed}_{key}.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      result = json.load(f)
+    result['bits_per_dim'] = {int(k): v for k, v in
+                              result['bits_per_dim'].items()}
+    return result
+  result = run()
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'w') as f:
+    json.dump(result, f)
+  return result
+
+
+def at_time(run, seconds):
+  """Test bits/dim at the last evaluation reached within `seconds`, or None."""
+  reached = [step for step in sorted(run['bits_per_dim'])
+             if step * run['seconds_per_step'] <= seconds]
+  return run['bits_per_dim'][reached[-1]] if reached else None
+
+
+def mean_spread(values):
+  values = [v for v in values if v is not None]
+  if not values:
+    return '-'
+  if len(values) == 1:
+    return f'{values[0]:.3f}'
+  return f'{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}'
+
+
+def markdown(runs, seeds):
+  """Tables at equal steps and at the reference's (or first run's) times."""
+  eval_at = settings()['eval_at']
+  names = list(runs)
+  lines = ['Test bits/dim at equal steps, mean ± standard deviation over '
+           f'seeds {", ".join(map(str, seeds))}:', '',
+           '| configuration | weights | s/step | '
+           + ' | '.join(f'step {s}' for s in eval_at) + ' |',
+           '|---|---|---|' + '---|' * len(eval_at)]
+  for name in names:
+    by_seed = runs[name]
+    lines.append(
+        f'| {name} | {by_seed[0]["parameters"]:,} | '
+        f'{np.mean([r["seconds_per_step"] for r in by_seed]):.3f} | '
+        + ' | '.join(mean_spread([r['bits_per_dim'][s] for r in by_seed])
+                     for s in eval_at) + ' |')
+  pace = runs[REFERENCE if REFERENCE in runs else names[0]]
+  times = [float(np.mean([r['seconds_per_step'] for r in pace])) * s
+           for s in eval_at]
+  lines += ['', f'Test bits/dim at equal wall-clock time (the time '
+            f'`{REFERENCE if REFERENCE in runs else names[0]}` takes to '
+            'reach each step; each run shows its last evaluation within '
+            'that time, so a run that finished earlier shows its final '
+            'figure):', '',
+            '| configuration | ' + ' | '.join(f'{t:.0f} s' for t in times)
+            + ' |', '|---|' + '---|' * len(times)]
+  for name in names:
+    lines.append(f'| {name} | ' + ' | '.join(
+        mean_spread([at_time(r, t) for r in runs[name]]) for t in times)
+        + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv):
+  del argv
+  unknown = set(FLAGS.configs) - set(CONFIGS)
+  if unknown:
+    raise app.UsageError(f'Unknown --configs {sorted(unknown)}; known: '
+                         f'{sorted(CONFIGS)}.')
+  tiles, test_patches = photo_patches.split_photo(
+      photo_patches.photo(), PATCH, FLAGS.test_patches)
+  seeds = [int(s) for s in FLAGS.seeds]
+  steps = settings()['eval_at'][-1]
+  names = ([REFERENCE] if FLAGS.reference_dir else []) + list(FLAGS.configs)
+  runs = {name: [] for name in names}
+  for seed in seeds:
+    train, test = data(seed, tiles, test_patches, steps)
+    for name in names:
+      if name == REFERENCE:
+        run = lambda: train_reference(seed, train, test, FLAGS.out_dir)
+      else:
+        run = lambda name=name: train_ours(name, seed, train, test)
+      runs[name].append(cached_run(name, seed, run))
+      logging.info('%s seed %d: %s', name, seed, runs[name][-1])
+  text = markdown(runs, seeds)
+  with open(os.path.join(FLAGS.out_dir, 'quality.json'), 'w') as f:
+    json.dump(dict(settings=settings(), seeds=seeds, runs=runs,
+                   machine=hardware.description(),
+                   date=time.strftime('%Y-%m-%d')), f, indent=2)
+  with open(os.path.join(FLAGS.out_dir, 'quality.md'), 'w') as f:
+    f.write(text)
+  print(text)
+
+
+if __name__ == '__main__':
+  app.run(main)
