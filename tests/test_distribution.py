@@ -87,11 +87,18 @@ def layers_in_order(bijector):
   return [type(bijector).__name__]
 
 
-def test_image_flow_follows_the_papers_multi_scale_architecture():
+@pytest.mark.parametrize('double_filters_at_squeeze', [False, True])
+def test_image_flow_follows_the_papers_multi_scale_architecture(
+    double_filters_at_squeeze):
   """Per scale: checkerboard even/odd/even, squeeze, channel first/second/
   first, factor out half to the next scale (twice the feature maps), and
-  unsqueeze; the last scale: 4 checkerboard couplings."""
-  f = tf_realnvp.RealNVP((8, 8, 3), num_scales=3, **TINY).bijector.bijector
+  unsqueeze; the last scale: 4 checkerboard couplings. With
+  `double_filters_at_squeeze` the channel couplings get twice the feature
+  maps of the checkerboard ones before them."""
+  f = tf_realnvp.RealNVP(
+      (8, 8, 3), num_scales=3, double_filters_at_squeeze=double_filters_at_squeeze,
+      **TINY).bijector.bijector
+  widen = 2 if double_filters_at_squeeze else 1
 
   def alternating(kind, parities, shape, filters):
     return [(kind, parity, shape, filters) for parity in parities]
@@ -101,7 +108,7 @@ def test_image_flow_follows_the_papers_multi_scale_architecture():
     squeezed = (height // 2, width // 2, 4 * channels)
     return (alternating('checkerboard', (0, 1, 0), shape, filters)
             + ['Squeeze']
-            + alternating('channel', (0, 1, 0), squeezed, filters)
+            + alternating('channel', (0, 1, 0), squeezed, widen * filters)
             + [('factor_out', rest), 'unsqueeze'])
 
   last = alternating('checkerboard', (0, 1, 0, 1), (2, 2, 12), 16)

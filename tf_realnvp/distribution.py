@@ -21,7 +21,8 @@ STEPS = ('realnvp', 'glow')
 
 def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
             num_coupling_layers=8, hidden_units=(128, 128), coupling='affine',
-            step='realnvp', conditioner_options=None, alpha=0.05,
+            step='realnvp', double_filters_at_squeeze=False,
+            conditioner_options=None, alpha=0.05,
             dtype=tf.float32, network_dtype=None, validate_args=True,
             name='RealNVP'):
   """A RealNVP flow: `tfd.TransformedDistribution` over a standard Normal.
@@ -67,6 +68,11 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
       couplings, then a learned diagonal scaling as the last layer).
     step: `'realnvp'` (a coupling per step, as in the paper) or `'glow'`
       (actnorm, invertible 1x1 convolution, coupling).
+    double_filters_at_squeeze: images: whether the channel couplings after
+      each squeeze get twice the feature maps of the checkerboard couplings
+      before it, so the width doubles wherever the resolution halves (as in
+      the PyTorch reference implementation); otherwise it doubles from one
+      scale to the next.
     conditioner_options: further keyword arguments of every s/t network
       (`networks.ResNetConditioner` for images, `networks.MLPConditioner` for
       vectors), e.g. `dict(batch_norm=True)`.
@@ -108,6 +114,7 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
           LogitPreprocessing(alpha=alpha, dtype=dtype,
                              validate_args=validate_args),
           _scale(event_shape, num_scales, num_res_blocks, num_filters,
+                 double_filters_at_squeeze,
                  **settings)]
     else:
       layers = [
@@ -189,25 +196,28 @@ def _coupling(mask, conditioner_class, additive, glow, dtype, network_dtype,
                     coupling])
 
 
-def _scale(shape, num_scales, num_blocks, num_filters, **settings):
+def _scale(shape, num_scales, num_blocks, num_filters,
+           double_filters_at_squeeze, **settings):
   """Data-to-latent map of one scale and, through `FactorOut`, all later ones."""
   height, width, channels = shape
   resnet = dict(conditioner_class=networks.ResNetConditioner,
-                num_blocks=num_blocks, num_filters=num_filters, **settings)
+                num_blocks=num_blocks, **settings)
   if num_scales == 1:
     return _sequence([
         _coupling(masks.checkerboard_mask(height, width, channels, i % 2),
-                  **resnet) for i in range(4)])
+                  num_filters=num_filters, **resnet) for i in range(4)])
   squeezed = (height // 2, width // 2, 4 * channels)
   next_scale = (height // 2, width // 2, 2 * channels)
+  squeezed_filters = num_filters * (2 if double_filters_at_squeeze else 1)
   return _sequence(
       [_coupling(masks.checkerboard_mask(height, width, channels, i % 2),
-                 **resnet) for i in range(3)]
+                 num_filters=num_filters, **resnet) for i in range(3)]
       + [Squeeze()]
-      + [_coupling(masks.channel_mask(*squeezed, i % 2), **resnet)
-         for i in range(3)]
+      + [_coupling(masks.channel_mask(*squeezed, i % 2),
+                   num_filters=squeezed_filters, **resnet) for i in range(3)]
       + [FactorOut(_scale(next_scale, num_scales - 1, num_blocks,
-                          2 * num_filters, **settings)),
+                          2 * num_filters, double_filters_at_squeeze,
+                          **settings)),
          tfb.Invert(Squeeze())])
 
 
