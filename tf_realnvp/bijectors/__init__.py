@@ -2,6 +2,7 @@
 
 from tf_realnvp.bijectors.actnorm import ActNorm
 from tf_realnvp.bijectors.affine_coupling import AffineCoupling
+from tf_realnvp.bijectors.batch_norm import BatchNorm
 from tf_realnvp.bijectors.factor_out import FactorOut
 from tf_realnvp.bijectors.invertible_conv import InvertibleConv1x1
 from tf_realnvp.bijectors.logit import LogitPreprocessing
@@ -12,7 +13,7 @@ from tf_realnvp.bijectors.one_pass import OnePassBijector
 from tf_realnvp.bijectors.squeeze import Squeeze
 
 __all__ = [
-    'ActNorm', 'AffineCoupling', 'FactorOut', 'InvertibleConv1x1',
+    'ActNorm', 'AffineCoupling', 'BatchNorm', 'FactorOut', 'InvertibleConv1x1',
     'LogitPreprocessing', 'OnePassBijector',
     'Squeeze', 'alternating_mask', 'channel_mask', 'checkerboard_mask',
 ]
