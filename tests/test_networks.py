@@ -205,13 +205,11 @@ def test_batch_norm_statistics_are_synchronized_across_replicas():
   for theirs, ours in zip(single.weights, net.weights):
     theirs.assign(ours.value if hasattr(ours, 'value') else ours)
 
-  def replica_log_scale(batch):
-    with mode.training():
-      return net(batch)[1]
-
   halves = strategy.experimental_distribute_values_from_function(
       lambda context: x[3 * context.replica_id_in_sync_group:][:3])
-  per_replica = strategy.run(tf.function(replica_log_scale), (halves,))
+  with mode.training():  # Set around the call: the replicas' threads see it.
+    per_replica = strategy.run(tf.function(lambda batch: net(batch)[1]),
+                               (halves,))
   distributed = tf.concat(strategy.experimental_local_results(per_replica), 0)
   with mode.training():
     expected = single(x)[1]

@@ -13,24 +13,28 @@ Outside the block every layer is in evaluation mode: each example's density
 is a function of that example alone. The mode is read when a function is
 traced: a `tf.function` traced in one mode keeps it, so trace training and
 evaluation steps as separate functions (as the trainer does).
+
+The mode is one setting of the process, not of a thread or a context: the
+replicas of a `MirroredStrategy` run in threads of their own, and they see
+the mode set around `strategy.run` as well as one set inside it.
 """
 
 import contextlib
-import contextvars
 
-_training = contextvars.ContextVar('tf_realnvp_training', default=False)
+_training = [False]
 
 
 def is_training():
   """Whether the code running now is in training mode."""
-  return _training.get()
+  return _training[0]
 
 
 @contextlib.contextmanager
 def training(enabled=True):
   """Runs the block in training mode (or, with `enabled=False`, evaluation)."""
-  token = _training.set(bool(enabled))
+  previous = _training[0]
+  _training[0] = bool(enabled)
   try:
     yield
   finally:
-    _training.reset(token)
+    _training[0] = previous

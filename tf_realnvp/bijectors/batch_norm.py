@@ -90,9 +90,6 @@ class BatchNorm(OnePassBijector):
   the same statistics, equal to one device's on the whole batch. The sums are
   taken of `x - running_mean`, the same shift on every replica, which keeps
   `E[x^2] - E[x]^2` from cancelling once the averages are near the data.
-  Under `MirroredStrategy` enter `mode.training()` inside the function given
-  to `strategy.run`: its replicas run in threads, which do not see a context
-  variable set around the call.
 
   Defaults: `momentum=0.9`, `epsilon=1e-4`. Appendix E gives the update
   rule; these values are those of the authors' released code
