@@ -1,9 +1,10 @@
 """Evaluates a trained run: `python evaluate.py --model_dir=runs/cifar10`.
 
 Prints the test bits/dim (images, averaged over several dequantization draws)
-or the test NLL in nats (2-D data) of the latest checkpoint and writes it to
-`model_dir/eval.json`; draws a 6x6 sample grid at `--temperature` (images) or a
-density plot (2-D); `--export` writes `model_dir/saved_model`.
+or the test NLL in nats (2-D data) of the latest checkpoint (with the averaged
+weights if the run used `--ema_decay`) and writes it to `model_dir/eval.json`;
+draws a 6x6 sample grid at `--temperature` (images) or a density plot (2-D);
+`--export` writes `model_dir/saved_model`.
 """
 
 import json

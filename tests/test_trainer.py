@@ -1,6 +1,8 @@
 """Tests of training and evaluation: train.py / evaluate.py end to end,
-resume exactness, distribution strategies, non-finite steps, interruption."""
+resume exactness, distribution strategies, non-finite steps, interruption,
+the learning-rate schedule and the averaged weights."""
 
+import dataclasses
 import json
 import os
 import re
@@ -17,27 +19,54 @@ import tensorflow_datasets as tfds
 
 from tf_realnvp import config as config_lib
 from tf_realnvp import input_pipeline
+from tf_realnvp import mode
+from tf_realnvp import optimizers
 from tf_realnvp import trainer
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# No warmup, decay or averaging, whatever the defaults: tests that change
+# --train_steps on resume need that, the others ask for a recipe explicitly.
+PLAIN_RECIPE = dict(warmup_steps=0, lr_decay='none', ema_decay=0.)
+RECIPE = dict(warmup_steps=10, lr_decay='cosine', lr_decay_floor=0.1,
+              ema_decay=0.9)
 
 
 def small_config(model_dir, **overrides):
   values = dict(dataset='moons', model_dir=str(model_dir), batch_size=64,
                 train_steps=40, num_coupling_layers=4, hidden_units=(32, 32),
                 eval_every=20, checkpoint_every=20, log_every=10,
-                eval_batches=2, export=False)
+                eval_batches=2, export=False, **PLAIN_RECIPE)
   values.update(overrides)
   return config_lib.Config(**values)
 
 
 def flow_weights(model_dir):
-  """The flow's and optimizer's arrays in the latest checkpoint, by name."""
+  """The flow's, optimizer's and averages' arrays in the latest checkpoint."""
   path = tf.train.latest_checkpoint(os.path.join(model_dir, 'checkpoints'))
   reader = tf.train.load_checkpoint(path)
   return {name: reader.get_tensor(name)
           for name, _ in tf.train.list_variables(path)
-          if name.startswith(('flow/', 'optimizer/'))}
+          if name.startswith(('flow/', 'optimizer/', 'averages/'))}
+
+
+def assert_same_weights(expected, actual):
+  assert expected.keys() == actual.keys() and len(expected) > 10
+  for name in expected:
+    np.testing.assert_allclose(actual[name], expected[name], rtol=1e-6,
+                               atol=1e-7, err_msg=name)
+
+
+def logged_scalars(log_dir, tag):
+  """{step: value} of the scalar `tag` in the TensorBoard logs in `log_dir`."""
+  values = {}
+  for path in tf.io.gfile.glob(os.path.join(log_dir, 'events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == tag:
+          values[event.step] = float(tf.make_ndarray(value.tensor))
+  return values
 
 
 def run_script(args, timeout=300, **kwargs):
@@ -88,21 +117,152 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   resumed = trainer.train_and_evaluate(
       small_config(tmp_path / 'resumed', train_steps=40))
   assert straight['step'] == resumed['step'] == 40
+  assert_same_weights(flow_weights(tmp_path / 'straight'),
+                      flow_weights(tmp_path / 'resumed'))
+
+
+def test_resume_with_warmup_decay_and_averaging_is_exact(tmp_path, monkeypatch):
+  """Stopped by Ctrl-C at step 20 of 40 (while the averaged weights are in
+  the flow, for its samples) and resumed: the weights, Adam's moments, the
+  averages and the update count equal those of 40 uninterrupted steps."""
+  config = lambda name: small_config(tmp_path / name, train_steps=40,
+                                     checkpoint_every=1000, **RECIPE)
+  straight = trainer.train_and_evaluate(config('straight'))
+  write_samples = trainer.write_samples
+
+  def interrupt_at_20(flow, config, model_dir, step, *args, **kwargs):
+    if step == 20:
+      raise KeyboardInterrupt
+    return write_samples(flow, config, model_dir, step, *args, **kwargs)
+
+  with monkeypatch.context() as patch:
+    patch.setattr(trainer, 'write_samples', interrupt_at_20)
+    with pytest.raises(KeyboardInterrupt):
+      trainer.train_and_evaluate(config('resumed'))
+  assert trainer.restore_flow(str(tmp_path / 'resumed'))[2] == 20
+  resumed = trainer.train_and_evaluate(config('resumed'))
+  assert straight['step'] == resumed['step'] == 40
+  assert straight['test_nll_nats'] == resumed['test_nll_nats']
   expected = flow_weights(tmp_path / 'straight')
-  actual = flow_weights(tmp_path / 'resumed')
-  assert expected.keys() == actual.keys() and len(expected) > 10
-  for name in expected:
-    np.testing.assert_allclose(actual[name], expected[name], rtol=1e-6,
-                               atol=1e-7, err_msg=name)
+  assert any(name.startswith('averages/') for name in expected)
+  assert_same_weights(expected, flow_weights(tmp_path / 'resumed'))
 
 
-@pytest.mark.parametrize('change', [{'num_coupling_layers': 6},
-                                    {'batch_size': 32}])
-def test_resume_refuses_another_model_or_data_stream(tmp_path, change):
-  trainer.train_and_evaluate(small_config(tmp_path / 'run', train_steps=2))
+def test_evaluation_samples_and_export_use_the_averaged_weights(
+    tmp_path, monkeypatch):
+  """The reported test NLL is that of the averages, not of the training
+  weights; the samples and the SavedModel come from the averages too, and
+  `restore_flow` returns them."""
+  config = small_config(tmp_path / 'run', train_steps=20, eval_every=20,
+                        learning_rate=1e-2, export=True, **RECIPE)
+  sampled_with = []
+  write_samples = trainer.write_samples
+
+  def recording(flow, *args, **kwargs):
+    sampled_with.append([v.numpy() for v in flow.trainable_variables])
+    return write_samples(flow, *args, **kwargs)
+
+  monkeypatch.setattr(trainer, 'write_samples', recording)
+  result = trainer.train_and_evaluate(config)
+  test_data = input_pipeline.make_dataset(
+      'moons', 'test', config.batch_size, seed=config.seed, shuffle=False,
+      repeat=False, drop_remainder=False).take(config.eval_batches)
+  nll = {}
+  for averaged in (True, False):
+    _, flow, step = trainer.restore_flow(str(tmp_path / 'run'), averaged)
+    assert step == 20
+    nll[averaged] = trainer.Evaluator(
+        flow, tf.distribute.get_strategy()).mean_nll(test_data)
+  assert result['test_nll_nats'] == pytest.approx(nll[True], rel=1e-6)
+  assert abs(nll[True] - nll[False]) > 1e-3
+  _, averaged_flow, _ = trainer.restore_flow(str(tmp_path / 'run'))
+  for sampled, average in zip(sampled_with[-1],
+                              averaged_flow.trainable_variables):
+    np.testing.assert_array_equal(sampled, average.numpy())
+  x = input_pipeline.sample_toy('moons', 100, seed=1)
+  exported = tf.saved_model.load(str(tmp_path / 'run' / 'saved_model'))
+  np.testing.assert_allclose(exported.log_prob(x), averaged_flow.log_prob(x),
+                             rtol=1e-5)
+  # TensorBoard has the rate each logged step's update used: that of the
+  # updates before it (warmup at step 10, decay at step 20).
+  schedule = optimizers.learning_rate_schedule(
+      config.learning_rate, warmup_steps=config.warmup_steps,
+      lr_decay=config.lr_decay, total_steps=config.train_steps,
+      lr_decay_floor=config.lr_decay_floor)
+  assert logged_scalars(tmp_path / 'run' / 'train', 'learning_rate') == {
+      step: pytest.approx(float(schedule(step - 1)), rel=1e-6)
+      for step in (10, 20)}
+
+
+def test_train_step_runs_the_flow_in_training_mode_and_evaluation_does_not():
+  config = small_config('unused', num_coupling_layers=2, hidden_units=(8,))
+  strategy = trainer.make_strategy('one_device', ['/cpu:0'])
+  with strategy.scope():
+    flow = trainer.build_flow(config)
+    optimizer = optimizers.make_optimizer(1e-3)
+    optimizer.build(flow.trainable_variables)
+    steps = trainer.Steps(flow, optimizer, strategy, 8, 0., 1., jit=False)
+  modes = []
+  log_prob = flow.log_prob
+
+  def recording_log_prob(x):
+    modes.append(mode.is_training())
+    return log_prob(x)
+
+  flow.log_prob = recording_log_prob
+  data = tf.data.Dataset.from_tensors(tf.zeros([8, 2])).repeat()
+  steps.train_step(iter(data))
+  assert modes and all(modes)
+  modes.clear()
+  trainer.Evaluator(flow, strategy).mean_nll(data.take(1))
+  assert modes and not any(modes)
+
+
+@pytest.mark.parametrize('initial, change', [
+    ({}, {'num_coupling_layers': 6}),
+    ({}, {'batch_size': 32}),
+    ({}, {'ema_decay': 0.5}),
+    ({}, {'learning_rate': 1e-4}),
+    ({'lr_decay': 'cosine'}, {'train_steps': 4}),
+])
+def test_resume_refuses_another_model_data_stream_or_recipe(
+    tmp_path, initial, change):
+  trainer.train_and_evaluate(small_config(tmp_path / 'run', train_steps=2,
+                                          **initial))
+  settings = {'train_steps': 4, **initial, **change}
   with pytest.raises(ValueError, match=next(iter(change))):
-    trainer.train_and_evaluate(
-        small_config(tmp_path / 'run', train_steps=4, **change))
+    trainer.train_and_evaluate(small_config(tmp_path / 'run', **settings))
+
+
+def test_warmup_alone_lets_a_resumed_run_train_longer(tmp_path):
+  """Without a decay the schedule does not depend on the run's length."""
+  trainer.train_and_evaluate(small_config(tmp_path / 'run', train_steps=2,
+                                          warmup_steps=5))
+  result = trainer.train_and_evaluate(small_config(
+      tmp_path / 'run', train_steps=4, warmup_steps=5))
+  assert result['step'] == 4
+
+
+def test_config_of_a_run_from_before_the_recipe_flags_means_no_recipe(
+    tmp_path):
+  """A config.json without the fields loads as a run without warmup, decay
+  or averaging, even once their defaults turn them on."""
+  small_config(tmp_path).save(str(tmp_path))
+  path = tmp_path / 'config.json'
+  values = json.loads(path.read_text())
+  for name in config_lib.ABSENT_FIELD_VALUES:
+    del values[name]
+  path.write_text(json.dumps(values))
+
+  @dataclasses.dataclass
+  class LaterConfig(config_lib.Config):
+    warmup_steps: int = 500
+    lr_decay: str = 'cosine'
+    ema_decay: float = 0.999
+
+  loaded = LaterConfig.load(str(tmp_path))
+  assert (loaded.warmup_steps, loaded.lr_decay, loaded.ema_decay) == (
+      0, 'none', 0.)
 
 
 def _with_nan_batches(monkeypatch, bad_batches):
@@ -153,16 +313,22 @@ trainer.train_and_evaluate(config, devices=devices)
 # Adam turns into up to a learning rate's step where a gradient is near zero,
 # as ActNorm's are right after its data-dependent init; an ActNorm initialized
 # on a replica's share instead of the whole batch differs by about 0.1.
-@pytest.mark.parametrize('flow, atol', [('realnvp', 1e-6), ('glow', 1e-4)])
-def test_mirrored_two_devices_matches_one_device(tmp_path, flow, atol):
-  """Also for Glow, whose ActNorm must initialize alike on both replicas."""
+@pytest.mark.parametrize('flow, atol, recipe', [
+    ('realnvp', 1e-6, PLAIN_RECIPE),
+    ('glow', 1e-4, dict(warmup_steps=2, lr_decay='cosine', ema_decay=0.5)),
+])
+def test_mirrored_two_devices_matches_one_device(tmp_path, flow, atol, recipe):
+  """Also for Glow, whose ActNorm must initialize alike on both replicas, and
+  with the learning-rate schedule and the averages (mirrored like the
+  weights, swapped in for evaluation on both replicas)."""
   weights = {}
   for strategy in ('one_device', 'mirrored'):
     values = dict(dataset='moons', model_dir=str(tmp_path / strategy),
                   flow=flow, strategy=strategy, jit=False, batch_size=64,
                   train_steps=6,
                   num_coupling_layers=2, hidden_units=[16], eval_every=6,
-                  eval_batches=1, export=False)
+                  eval_batches=1, export=False, **PLAIN_RECIPE)
+    values.update(recipe)
     run = run_script(['-c', MIRRORED_SCRIPT, json.dumps(values)])
     assert run.returncode == 0, run.stderr[-3000:]
     weights[strategy] = flow_weights(tmp_path / strategy)
@@ -197,8 +363,14 @@ def test_other_flows_train_and_stay_exact_bijections(tmp_path, flow):
     (dict(dataset='cifar10', flow='maf'), 'flow=maf.*cifar10.*realnvp'),
     (dict(flow='spline'), 'flow=spline.*moons'),
     (dict(flow='ffjord', mixed_precision=True), 'mixed_precision.*ffjord'),
+    (dict(warmup_steps=-1), 'warmup_steps must be >= 0'),
+    (dict(lr_decay='linear'), 'lr_decay must be one of none, cosine'),
+    (dict(lr_decay_floor=1.5), 'lr_decay_floor'),
+    (dict(ema_decay=1.), r'ema_decay must be in \[0, 1\)'),
+    (dict(ema_decay=-0.5), 'ema_decay'),
+    (dict(lr_decay='cosine', warmup_steps=40, train_steps=40), 'warmup_steps'),
 ])
-def test_unusable_flow_settings_are_rejected_early(tmp_path, change, message):
+def test_unusable_settings_are_rejected_early(tmp_path, change, message):
   with pytest.raises(ValueError, match=message):
     small_config(tmp_path, **change)
 
@@ -230,7 +402,7 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
        '--batch_size=64',
        f'--model_dir={model_dir}', '--num_coupling_layers=2',
        '--hidden_units=16', '--checkpoint_every=100000', '--eval_every=100000',
-       '--export=false'],
+       '--export=false'] + [f'--{k}={v}' for k, v in PLAIN_RECIPE.items()],
       cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
       text=True)
   try:

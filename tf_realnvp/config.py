@@ -13,11 +13,24 @@ from typing import Optional, Tuple
 from tf_realnvp.flows import COUPLING_FLOWS
 from tf_realnvp.flows import FLOWS
 from tf_realnvp.input_pipeline import TOY_DATASETS
+from tf_realnvp.optimizers import LR_DECAYS
 
-# Fields that fix the model and the data stream; a resumed run keeps them.
+# Fields that fix the model, the data stream and the training recipe; a
+# resumed run keeps them. The learning rate and the averaging are included
+# because a changed value would not be the value of an uninterrupted run: a
+# plain learning rate is restored from the checkpoint (the new one would be
+# ignored), a schedule is rebuilt from the flags (the rate would jump), and
+# the averages change the optimizer's checkpointed variables.
 RESUME_FIELDS = (
     'dataset', 'image_size', 'flow', 'num_scales', 'num_res_blocks',
-    'num_filters', 'num_coupling_layers', 'hidden_units', 'batch_size', 'seed')
+    'num_filters', 'num_coupling_layers', 'hidden_units', 'batch_size', 'seed',
+    'learning_rate', 'warmup_steps', 'lr_decay', 'lr_decay_floor', 'ema_decay')
+# A decay runs over the whole run: with one, the run's length is kept too.
+DECAY_LENGTH_FIELDS = ('train_steps', 'epochs')
+# What a field that a run's config.json lacks (written before the field
+# existed) meant then, whatever its default is now.
+ABSENT_FIELD_VALUES = dict(warmup_steps=0, lr_decay='none', lr_decay_floor=0.,
+                           ema_decay=0.)
 
 
 def _field(default, help_text):
@@ -64,7 +77,20 @@ class Config:
   train_steps: Optional[int] = _field(
       None, 'Steps to train (default: --epochs, else 4000 for 2-D data).')
   epochs: Optional[float] = _field(None, 'Epochs to train, if --train_steps is unset.')
-  learning_rate: float = _field(1e-3, 'Adam learning rate.')
+  learning_rate: float = _field(
+      1e-3, 'Adam learning rate (after the warmup, before any decay).')
+  warmup_steps: int = _field(
+      0, 'Raise the learning rate linearly from 0 to --learning_rate over '
+      'this many updates.')
+  lr_decay: str = _field(
+      'none', 'After the warmup: none (constant learning rate) or cosine (to '
+      '--lr_decay_floor * --learning_rate at the end of the run).')
+  lr_decay_floor: float = _field(
+      0., 'cosine: the final learning rate, as a fraction of --learning_rate.')
+  ema_decay: float = _field(
+      0., 'Polyak averaging: evaluation, samples and the export use an '
+      'exponential moving average of the weights with this decay per update '
+      '(e.g. 0.999); 0 turns it off.')
   l2: float = _field(5e-5, 'L2 coefficient on the weight-normalization gains.')
   clip_norm: float = _field(100., 'Clip gradients to this global norm.')
   max_bad_steps: int = _field(
@@ -110,6 +136,23 @@ class Config:
       raise ValueError(
           f'--mixed_precision applies to the coupling networks of '
           f'{", ".join(COUPLING_FLOWS)}, not to --flow={self.flow}.')
+    if self.warmup_steps < 0:
+      raise ValueError(f'--warmup_steps must be >= 0, got {self.warmup_steps}.')
+    if self.lr_decay not in LR_DECAYS:
+      raise ValueError(f'--lr_decay must be one of {", ".join(LR_DECAYS)}, '
+                       f'got {self.lr_decay!r}.')
+    if not 0. <= self.lr_decay_floor <= 1.:
+      raise ValueError('--lr_decay_floor is a fraction of --learning_rate in '
+                       f'[0, 1], got {self.lr_decay_floor}.')
+    if not 0. <= self.ema_decay < 1.:
+      raise ValueError('--ema_decay must be in [0, 1) (0: no averaging), got '
+                       f'{self.ema_decay}.')
+    if (self.lr_decay != 'none' and self.train_steps is not None and
+        self.warmup_steps >= self.train_steps):
+      raise ValueError(
+          f'--lr_decay={self.lr_decay} decays after the warmup: '
+          f'--warmup_steps={self.warmup_steps} leaves none of the '
+          f'--train_steps={self.train_steps}.')
 
   def save(self, model_dir):
     """Writes the config as `model_dir/config.json`."""
@@ -119,17 +162,24 @@ class Config:
 
   @classmethod
   def load(cls, model_dir):
-    """Reads `model_dir/config.json`."""
+    """Reads `model_dir/config.json`.
+
+    A field the file lacks takes its `ABSENT_FIELD_VALUES` value if it has
+    one (what the run did before the field existed), else its default.
+    """
     path = os.path.join(model_dir, 'config.json')
     if not os.path.exists(path):
       raise FileNotFoundError(
           f'{path} not found: is {model_dir} the --model_dir of a training run?')
     with open(path) as f:
-      return cls(**json.load(f))
+      return cls(**{**ABSENT_FIELD_VALUES, **json.load(f)})
 
   def check_resumable_from(self, saved):
-    """Raises if `saved` (the run on disk) has another model or data stream."""
-    changed = [name for name in RESUME_FIELDS
+    """Raises if `saved` (the run on disk) has another model, data stream or
+    training recipe."""
+    names = RESUME_FIELDS + (
+        DECAY_LENGTH_FIELDS if saved.lr_decay != 'none' else ())
+    changed = [name for name in names
                if getattr(self, name) != getattr(saved, name)]
     if changed:
       details = ', '.join(f'{n}: {getattr(saved, n)!r} on disk, '

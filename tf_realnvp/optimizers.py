@@ -1,4 +1,7 @@
-"""Adam whose update of each variable is one fused TensorFlow kernel."""
+"""The optimizer: Adam with fused updates, its learning-rate schedule and
+Polyak averaging of the weights."""
+
+import contextlib
 
 import keras
 import tensorflow as tf
@@ -50,3 +53,120 @@ def _handle(variable):
   if isinstance(variable, keras.Variable):
     variable = variable.value
   return variable.handle
+
+
+LR_DECAYS = ('none', 'cosine')
+
+
+def learning_rate_schedule(learning_rate, *, warmup_steps=0, lr_decay='none',
+                           total_steps=None, lr_decay_floor=0.):
+  """The learning rate as a function of the number of updates applied, t.
+
+  With W = `warmup_steps`, T = `total_steps`, lr = `learning_rate` and
+  f = `lr_decay_floor`:
+
+      lr(t) = lr t / W                              for t < W, then
+      lr(t) = lr                                    with lr_decay='none',
+      lr(t) = lr (f + (1 - f) (1 + cos(pi s)) / 2)  with lr_decay='cosine',
+              s = min(t - W, T - W) / (T - W),
+
+  a linear warmup (Goyal et al. 2017, arXiv:1706.02677, Sec. 2.2) then a
+  cosine decay (Loshchilov & Hutter 2017, arXiv:1608.03983, Eq. 5) that
+  reaches f lr after the run's T updates. Both are Keras's `CosineDecay`;
+  without decay it gets `alpha=1`, which makes its decayed rate the target
+  itself. With neither warmup nor decay the rate is the plain float, so the
+  optimizer has the variables (and checkpoints) it always had.
+  """
+  learning_rate = float(learning_rate)
+  if lr_decay not in LR_DECAYS:
+    raise ValueError(f'lr_decay must be one of {LR_DECAYS}, got {lr_decay!r}.')
+  if warmup_steps < 0:
+    raise ValueError(f'warmup_steps must be >= 0, got {warmup_steps}.')
+  if lr_decay == 'none':
+    if not warmup_steps:
+      return learning_rate
+    decay_steps, lr_decay_floor = 1, 1.
+  else:
+    if total_steps is None or total_steps <= warmup_steps:
+      raise ValueError(
+          f'A cosine decay needs more training steps ({total_steps}) than '
+          f'warmup steps ({warmup_steps}).')
+    decay_steps = total_steps - warmup_steps
+  return keras.optimizers.schedules.CosineDecay(
+      0., decay_steps, alpha=float(lr_decay_floor),
+      warmup_target=learning_rate, warmup_steps=warmup_steps)
+
+
+def make_optimizer(learning_rate, *, warmup_steps=0, lr_decay='none',
+                   total_steps=None, lr_decay_floor=0., ema_decay=0.):
+  """The training run's optimizer: `FusedAdam` with its schedule and averaging.
+
+  The learning rate follows `learning_rate_schedule` (a function of
+  `optimizer.iterations`, the updates applied, which the checkpoint holds).
+  With `ema_decay > 0` the optimizer also keeps Polyak averages of the
+  variables it is built on (Polyak & Juditsky 1992; Keras's `use_ema`):
+  after the update that makes the weights w_k,
+
+      a_1 = w_1,    a_k = ema_decay a_(k-1) + (1 - ema_decay) w_k,
+
+  stored as optimizer variables (`moving_averages`), so they are checkpointed
+  and mirrored like Adam's moments. `averaged_weights` puts them in the
+  variables for evaluation. With the defaults this is
+  `FusedAdam(learning_rate)`.
+
+  Call it inside the distribution strategy's scope, then `build` it on the
+  trainable variables.
+  """
+  if not 0. <= ema_decay < 1.:
+    raise ValueError(f'ema_decay must be in [0, 1), got {ema_decay}.')
+  schedule = learning_rate_schedule(
+      learning_rate, warmup_steps=warmup_steps, lr_decay=lr_decay,
+      total_steps=total_steps, lr_decay_floor=lr_decay_floor)
+  return FusedAdam(schedule, use_ema=ema_decay > 0., ema_momentum=ema_decay)
+
+
+def moving_averages(optimizer):
+  """The optimizer's averages of the variables it was built on, in their order.
+
+  Empty without averaging. (Keras keeps them in a private list; its own
+  `finalize_variable_values` reads the same.)
+  """
+  if not optimizer.use_ema:
+    return []
+  # pylint: disable-next=protected-access
+  return list(optimizer._model_variables_moving_average)
+
+
+def start_averages(optimizer, variables):
+  """Sets the averages to `variables` while no update has been applied.
+
+  Keras creates them as zeros and replaces them by the weights at the first
+  update (its momentum is 0 while `iterations` is 0), so this changes no
+  average after an update; it makes those of a run saved or evaluated before
+  any update the weights rather than zeros.
+  """
+  if moving_averages(optimizer) and optimizer.iterations.numpy() == 0:
+    for average, variable in zip(moving_averages(optimizer), variables):
+      average.assign(variable)
+
+
+@contextlib.contextmanager
+def averaged_weights(optimizer, variables):
+  """Inside the block `variables` hold the optimizer's averages.
+
+  `variables` must be the list the optimizer was built on. The training
+  values are copied first and put back when the block ends, also on an
+  exception, so a checkpoint saved afterwards holds the training weights.
+  Without averaging the block changes nothing. Works in cross-replica
+  context: Keras's `finalize_variable_values` writes every replica's copy.
+  """
+  if not optimizer.use_ema:
+    yield
+    return
+  training_values = [tf.identity(variable) for variable in variables]
+  optimizer.finalize_variable_values(variables)
+  try:
+    yield
+  finally:
+    for variable, value in zip(variables, training_values):
+      variable.assign(value)

@@ -3,11 +3,14 @@
 `train_and_evaluate(config)` trains `RealNVP` (or on 2-D data another flow of
 `tf_realnvp.flows`, `config.flow`) by maximum likelihood (Dinh et al. 2017,
 Sec. 4.1): Adam on the negative log-likelihood per dimension plus
-`config.l2 * weight_scale_l2(flow)`. Re-running it with the same `model_dir`
-resumes from the latest checkpoint, which holds the weights, the optimizer
-state, the step counters and the position in the data stream; all randomness
-is derived from `config.seed` by stateless ops, so a resumed run ends with the
-same weights as an uninterrupted one.
+`config.l2 * weight_scale_l2(flow)`, with the learning-rate warmup and decay
+and the Polyak averaging of `optimizers.make_optimizer`; evaluation, samples
+and the export use the averaged weights when there are any. Re-running it with
+the same `model_dir` resumes from the latest checkpoint, which holds the
+weights, the optimizer state (with the averages), the step counters and the
+position in the data stream; all randomness is derived from `config.seed` by
+stateless ops, so a resumed run ends with the same weights as an
+uninterrupted one.
 """
 
 import contextlib
@@ -27,6 +30,7 @@ import tensorflow as tf
 from tf_realnvp import config as config_lib
 from tf_realnvp import flows
 from tf_realnvp import input_pipeline
+from tf_realnvp import mode
 from tf_realnvp import optimizers
 from tf_realnvp import plots
 from tf_realnvp.bijectors.actnorm import ActNorm
@@ -237,11 +241,16 @@ class Steps:
     self.train_step = tf.function(self._train_step)
 
   def _gradients(self, x):
-    """Per-replica NLL sum and gradients of this replica's share of the loss."""
+    """Per-replica NLL sum and gradients of this replica's share of the loss.
+
+    The forward pass runs in training mode (`tf_realnvp.mode`): batch
+    normalization uses and updates the batch's statistics.
+    """
     dims = self.flow.event_shape.num_elements()
     replicas = self.strategy.num_replicas_in_sync
     with tf.GradientTape() as tape:
-      nll_sum = -tf.reduce_sum(self.flow.log_prob(x))
+      with mode.training():
+        nll_sum = -tf.reduce_sum(self.flow.log_prob(x))
       loss = (nll_sum / (self.global_batch_size * dims)
               + self.l2 * weight_scale_l2(self.flow) / replicas)
     return nll_sum, tape.gradient(loss, self.variables)
@@ -301,8 +310,15 @@ class _TerminateAsInterrupt:
     raise KeyboardInterrupt(f'signal {signum}')
 
 
-def restore_flow(model_dir):
+def restore_flow(model_dir, averaged=True):
   """Rebuilds the flow of the run in `model_dir` from its latest checkpoint.
+
+  A run with `ema_decay > 0` saves the optimizer's averages of the trainable
+  variables a second time under `averages/i` (i: the index in
+  `flow.trainable_variables`, the list the optimizer was built on). With
+  `averaged`, those are then read into the trainable variables, so the flow
+  has the weights the run evaluated, sampled and exported with; the other
+  variables (such as `ActNorm`'s initialization flag) are the checkpoint's.
 
   Returns:
     `(config, flow, step)`.
@@ -315,6 +331,10 @@ def restore_flow(model_dir):
   step = tf.Variable(0, dtype=tf.int64, name='step')
   status = tf.train.Checkpoint(flow=flow, step=step).restore(latest)
   status.assert_existing_objects_matched().expect_partial()
+  if averaged and config.ema_decay:
+    status = tf.train.Checkpoint(
+        averages=list(flow.trainable_variables)).restore(latest)
+    status.assert_existing_objects_matched().expect_partial()
   return config, flow, int(step.numpy())
 
 
@@ -399,7 +419,10 @@ def _train(config, strategy, model_dir, write_dir):
   keras.utils.set_random_seed(config.seed)
   with strategy.scope():
     flow = build_flow(config)
-    optimizer = optimizers.FusedAdam(config.learning_rate)
+    optimizer = optimizers.make_optimizer(
+        config.learning_rate, warmup_steps=config.warmup_steps,
+        lr_decay=config.lr_decay, total_steps=num_steps,
+        lr_decay_floor=config.lr_decay_floor, ema_decay=config.ema_decay)
     optimizer.build(flow.trainable_variables)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     steps = Steps(flow, optimizer, strategy, config.batch_size, config.l2,
@@ -409,14 +432,18 @@ def _train(config, strategy, model_dir, write_dir):
   iterator = iter(train_data)
   evaluator = Evaluator(flow, strategy)
 
+  # The averages are also the optimizer's variables; saved under their own
+  # name too, `restore_flow` can read them without rebuilding the optimizer.
+  averages = optimizers.moving_averages(optimizer)
   checkpoint = tf.train.Checkpoint(
       flow=flow, optimizer=optimizer, step=step, bad_steps=steps.bad_steps,
-      data=iterator)
+      data=iterator, **({'averages': averages} if averages else {}))
   latest = tf.train.latest_checkpoint(os.path.join(model_dir, 'checkpoints'))
   if latest:
     checkpoint.restore(latest).assert_existing_objects_matched()
     logging.info('Resumed from %s at step %d.', latest, int(step.numpy()))
   initialize_actnorms(flow, all_train_data)
+  optimizers.start_averages(optimizer, steps.variables)
   manager = tf.train.CheckpointManager(
       checkpoint, os.path.join(write_dir, 'checkpoints'),
       max_to_keep=config.keep_checkpoints)
@@ -454,6 +481,12 @@ def _train(config, strategy, model_dir, write_dir):
   with contextlib.nullcontext() if multi_worker else _TerminateAsInterrupt():
     try:
       while int(step.numpy()) < num_steps:
+        upcoming = int(step.numpy()) + 1
+        log_now = upcoming % config.log_every == 0 or upcoming == num_steps
+        # The rate of this step's update: the schedule is a function of the
+        # updates applied before it.
+        learning_rate = (float(optimizer.learning_rate.numpy()) if log_now
+                         else None)
         start = time.perf_counter()
         mean_nll, applied = run_step()
         mean_nll = float(mean_nll)
@@ -471,22 +504,23 @@ def _train(config, strategy, model_dir, write_dir):
             ('loss', mean_nll), (name, metric),
             ('examples/s', config.batch_size / seconds),
             ('skipped', int(steps.bad_steps.numpy()))])
-        if current % config.log_every == 0 or current == num_steps:
+        if log_now:
           with writers['train'].as_default(step=current):
             tf.summary.scalar(name, metric)
-            tf.summary.scalar('learning_rate', config.learning_rate)
+            tf.summary.scalar('learning_rate', learning_rate)
             tf.summary.scalar('skipped_steps', steps.bad_steps)
             tf.summary.scalar('examples_per_second', config.batch_size / seconds)
         if current % config.checkpoint_every == 0:
           save()
         if current % every_eval == 0 or current == num_steps:
-          test_metric = mean_nll_to_metric(
-              evaluator.mean_nll(test_data), event_shape, config.dataset)
-          with writers['test'].as_default(step=current):
-            tf.summary.scalar(name, test_metric)
-          logging.info('step %d: test %s %.4f', current, name, test_metric)
-          result = {'step': current, f'test_{name}': test_metric}
-          write_samples(flow, config, write_dir, current, writers['test'])
+          with optimizers.averaged_weights(optimizer, steps.variables):
+            test_metric = mean_nll_to_metric(
+                evaluator.mean_nll(test_data), event_shape, config.dataset)
+            with writers['test'].as_default(step=current):
+              tf.summary.scalar(name, test_metric)
+            logging.info('step %d: test %s %.4f', current, name, test_metric)
+            result = {'step': current, f'test_{name}': test_metric}
+            write_samples(flow, config, write_dir, current, writers['test'])
     except KeyboardInterrupt:
       if not multi_worker:  # Saving there needs every worker.
         save()
@@ -496,7 +530,8 @@ def _train(config, strategy, model_dir, write_dir):
   save()
   if config.export:
     from tf_realnvp import export  # pylint: disable=g-import-not-at-top
-    export.export_saved_model(flow, os.path.join(write_dir, 'saved_model'))
+    with optimizers.averaged_weights(optimizer, steps.variables):
+      export.export_saved_model(flow, os.path.join(write_dir, 'saved_model'))
   result.update(step=int(step.numpy()), bad_steps=int(steps.bad_steps.numpy()),
                 model_dir=model_dir)
   return result
