@@ -9,6 +9,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
 
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Two logical CPUs, '/cpu:0' and '/cpu:1', so a test can compare a
@@ -17,3 +18,14 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-posi
 tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices('CPU')[0],
     [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+@pytest.fixture(scope='session')
+def two_replicas():
+  """One MirroredStrategy over '/cpu:0' and '/cpu:1' for the whole session.
+
+  A second MirroredStrategy in the same process can cancel the collective
+  all-reduce functions of the first ("Function was cancelled before it was
+  started"), so the tests share this one.
+  """
+  return tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])

@@ -1,5 +1,6 @@
 """Properties of Real NVP's batch normalization bijector in both modes."""
 
+import contextlib
 import functools
 
 import numpy as np
@@ -151,8 +152,8 @@ def test_inverse_uses_running_averages_and_never_updates_them():
   z = data(IMAGE, seed=3)
   expected_x = np.asarray(z) * np.sqrt(variance + norm.epsilon) + mean
   expected_ildj = -normalized(z, mean, variance, norm.epsilon)[1]
-  for training in (False, True):
-    with mode.training(training):
+  for mode_block in (contextlib.nullcontext, mode.training):
+    with mode_block():
       z = tf.identity(z)  # a tensor the cache has not seen
       x = norm.inverse(z)
       ildj = norm.inverse_log_det_jacobian(z, event_ndims=3)
@@ -249,13 +250,13 @@ def test_training_gradient_flows_through_the_batch_statistics(event_shape):
   assert not np.allclose(tape.gradient(held_loss, x), gradient, rtol=1e-3)
 
 
-def test_mirrored_replicas_match_one_device_on_the_global_batch():
+def test_mirrored_replicas_match_one_device_on_the_global_batch(two_replicas):
   """Two replicas ('/cpu:0', '/cpu:1', from conftest), each with half the
   batch, normalize with the statistics of the whole batch: y, log-det,
   log_prob, the gradient of the summed loss and the new running averages are
   one device's."""
   x = data(IMAGE, batch=8)
-  strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+  strategy = two_replicas
   with strategy.scope():
     mirrored_norm = batch_norm(IMAGE)
 

@@ -194,9 +194,9 @@ def test_batch_norm_updates_running_averages_only_in_training_mode():
                              0.9 * before + 0.1 * batch_mean, rtol=1e-5)
 
 
-def test_batch_norm_statistics_are_synchronized_across_replicas():
+def test_batch_norm_statistics_are_synchronized_across_replicas(two_replicas):
   """Two replicas with half the batch each compute what one device does."""
-  strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+  strategy = two_replicas
   with strategy.scope():
     net, x = batch_norm_resnet(concat_relu_input=True)
   single = networks.ResNetConditioner(3, num_blocks=2, num_filters=4,

@@ -16,25 +16,29 @@ evaluation steps as separate functions (as the trainer does).
 
 The mode is one setting of the process, not of a thread or a context: the
 replicas of a `MirroredStrategy` run in threads of their own, and they see
-the mode set around `strategy.run` as well as one set inside it.
+the mode set around `strategy.run` as well as one set inside each replica
+(the process is in training mode while any block is open).
 """
 
 import contextlib
+import threading
 
-_training = [False]
+_lock = threading.Lock()
+_open_blocks = [0]
 
 
 def is_training():
   """Whether the code running now is in training mode."""
-  return _training[0]
+  return _open_blocks[0] > 0
 
 
 @contextlib.contextmanager
-def training(enabled=True):
-  """Runs the block in training mode (or, with `enabled=False`, evaluation)."""
-  previous = _training[0]
-  _training[0] = bool(enabled)
+def training():
+  """Runs the block in training mode."""
+  with _lock:
+    _open_blocks[0] += 1
   try:
     yield
   finally:
-    _training[0] = previous
+    with _lock:
+      _open_blocks[0] -= 1
