@@ -186,21 +186,21 @@ def test_paper_cifar10_model_parameter_count():
   """Counted by hand from the architecture of `distribution.py`.
 
   A ResNet conditioner for C channels with B blocks of F feature maps has a
-  3x3 stem, 2 3x3 convolutions per block and a 3x3 head to 2C channels, each
-  with weight norm (direction, gain, bias), plus C log-scale factors. Scale 1
-  has 3 checkerboard couplings on 3 channels and 3 channel couplings on 12
-  (after the squeeze), F = 64; scale 2, 4 checkerboard couplings on the 6
-  channels left, F = 128.
+  3x3 stem and 2 3x3 convolutions per block with weight norm (direction,
+  gain, bias), a plain 3x3 head to 2C channels (kernel, bias), plus C
+  log-scale factors. Scale 1 has 3 checkerboard couplings on 3 channels and
+  3 channel couplings on 12 (after the squeeze), F = 64; scale 2, 4
+  checkerboard couplings on the 6 channels left, F = 128.
   """
-  def conv(fan_in, units):
-    return 3 * 3 * fan_in * units + 2 * units
+  def conv(fan_in, units, weight_norm=True):
+    return 3 * 3 * fan_in * units + (2 if weight_norm else 1) * units
 
   def resnet(channels, filters, blocks=8):
     return (conv(channels, filters) + blocks * 2 * conv(filters, filters)
-            + conv(filters, 2 * channels) + channels)
+            + conv(filters, 2 * channels, weight_norm=False) + channels)
 
   expected = 3 * resnet(3, 64) + 3 * resnet(12, 64) + 4 * resnet(6, 128)
-  assert expected == 13_167_641
+  assert expected == 13_167_503
   cifar = tf_realnvp.RealNVP((32, 32, 3))
   assert sum(int(np.prod(v.shape)) for v in cifar.trainable_variables) == (
       expected)
@@ -405,12 +405,12 @@ def test_nice_changes_volume_only_through_its_last_scaling_layer():
 
 
 def test_weight_scale_l2_sums_the_squared_gains():
-  """At initialisation hidden gains are 1 and head gains 0."""
+  """At initialisation the hidden layers' gains are 1; heads have none."""
   nvp = tf_realnvp.RealNVP((2,), **TINY)
   np.testing.assert_allclose(tf_realnvp.weight_scale_l2(nvp), 4 * (16 + 16))
   with tf.GradientTape() as tape:
     penalty = tf_realnvp.weight_scale_l2(nvp)
   gradients = tape.gradient(penalty, nvp.trainable_variables)
   gains = [v for v in nvp.trainable_variables if 'gain' in v.name]
-  assert len(gains) == 4 * 3
+  assert len(gains) == 4 * 2
   assert sum(g is not None for g in gradients) == len(gains)

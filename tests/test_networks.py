@@ -53,9 +53,10 @@ def test_log_scale_is_bounded_by_its_learned_factor(name):
   assert np.max(np.abs(log_scale) / bound) > 0.5  # the bound is reached
 
 
-@pytest.mark.parametrize('name, num_gains', [('resnet', 6), ('mlp', 3)])
+@pytest.mark.parametrize('name, num_gains', [('resnet', 5), ('mlp', 2)])
 def test_scale_weights_are_the_gains_of_every_layer(name, num_gains):
-  """stem + 2 per block + head for the ResNet; hidden layers + head, MLP."""
+  """stem + 2 per block for the ResNet; the hidden layers of the MLP. The
+  head is a plain zero-initialized layer, without gains."""
   net, _ = conditioner_and_input(name)
   gains = net.scale_weights
   assert len(gains) == num_gains
@@ -96,10 +97,11 @@ def test_weight_norm_output_ignores_the_directions_length(kernel_size):
 
 
 def test_mlp_parameter_count():
-  """Dense layers `fan_in * units + 2 units` (v, g, b); head 2D; scale D."""
+  """Hidden layers `fan_in * units + 2 units` (v, g, b); the plain head
+  `fan_in * 2D + 2D`; the log-scale factor D."""
   net, _ = conditioner_and_input('mlp')
   hidden = (5 * 16 + 2 * 16) + (16 * 16 + 2 * 16)
-  head = 16 * 10 + 2 * 10
+  head = 16 * 10 + 10
   assert net.count_params() == hidden + head + 5
 
 

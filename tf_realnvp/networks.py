@@ -6,14 +6,17 @@ A conditioner maps the kept entries `b * x` of a coupling layer to
 
 - the log-scale is `scale * tanh(h)` with a learned per-channel `scale`, so
   `exp(s)` cannot blow up early in training;
-- the last layer starts at zero, so every coupling starts as the identity;
+- the last layer is a plain layer with zero weights, so every coupling
+  starts as the identity;
 - hidden layers use weight normalization (Salimans & Kingma, 2016), whose
   gains are the "weight scale parameters" the paper penalises with L2
   (coefficient 5e-5); `scale_weights` lists them.
 
 Weight normalization, unlike batch normalization, makes each example's
 density a function of that example alone: the same numbers in training and
-evaluation, on one device or many.
+evaluation, on one device or many. The ResNet can add batch normalization
+(`batch_norm=True`), which uses the batch's statistics in training mode
+(`tf_realnvp.mode`) and running averages otherwise.
 
 Under a mixed policy (`dtype='mixed_bfloat16'`) the hidden layers compute in
 bfloat16, while the first layer, the residual stream and the head stay in
@@ -35,28 +38,23 @@ class WeightNormDense(keras.layers.Layer):
   """Dense or 2-D convolution with weight normalization, `w = g v / ||v||`.
 
   The norm runs over every kernel axis but the last (one gain per output unit).
-  With `zero_init=True` the gains start at 0, so the layer starts as the zero
-  map while `v` keeps a direction to learn (a zero `v` would have no norm).
 
   Args:
     units: output units (channels).
     kernel_size: `None` for a dense layer, an int `k` for a `k x k`
       convolution with "same" padding.
-    zero_init: whether the layer starts as the zero map.
     use_bias: whether the layer adds its own bias.
   """
 
   GAIN = 'gain'
 
-  def __init__(self, units, kernel_size=None, zero_init=False, use_bias=True,
-               **kwargs):
+  def __init__(self, units, kernel_size=None, use_bias=True, **kwargs):
     # The normalised kernel is computed from float32 variables even under a
     # mixed policy, then cast: in bfloat16 its norm would lose precision.
     # Without autocasting, `call` casts its input to the compute dtype itself.
     super().__init__(autocast=False, **kwargs)
     self.units = units
     self.kernel_size = kernel_size
-    self.zero_init = zero_init
     self.use_bias = use_bias
 
   def build(self, input_shape):
@@ -67,7 +65,7 @@ class WeightNormDense(keras.layers.Layer):
         initializer='he_normal')
     self.gain = self.add_weight(
         name=self.GAIN, shape=(self.units,),
-        initializer='zeros' if self.zero_init else 'ones')
+        initializer='ones')
     if self.use_bias:
       self.bias = self.add_weight(
           name='bias', shape=(self.units,), initializer='zeros')
@@ -156,9 +154,23 @@ class _Conditioner(keras.layers.Layer):
     self.additive = additive
 
   def _build_head(self, kernel_size):
-    self.head = WeightNormDense(
-        self.channels * (1 if self.additive else 2), kernel_size,
-        zero_init=True, dtype=self.variable_dtype, name='head')
+    # A plain layer with zero kernel and bias (Glow's zero initialization,
+    # Kingma & Dhariwal 2018, Sec. 3.3), not a weight-normalized one with
+    # zero gains: both start every coupling as the identity, but Adam moves
+    # each weight by about the learning rate per step, so a zero gain grows
+    # its whole output unit by only that much per step while a zero kernel
+    # grows it by about fan-in times as much. On real photos the
+    # weight-normalized head ended 1.0 bits/dim behind after 100 steps
+    # (BENCHMARKS.md, "Learning per step").
+    units = self.channels * (1 if self.additive else 2)
+    if kernel_size is None:
+      self.head = keras.layers.Dense(
+          units, kernel_initializer='zeros', dtype=self.variable_dtype,
+          name='head')
+    else:
+      self.head = keras.layers.Conv2D(
+          units, kernel_size, padding='same', kernel_initializer='zeros',
+          dtype=self.variable_dtype, name='head')
     if not self.additive:
       self.log_scale_factor = self.add_weight(
           name='log_scale_factor', shape=(self.channels,), initializer='ones')
@@ -180,7 +192,8 @@ class ResNetConditioner(_Conditioner):
   """Convolutional residual network for image couplings (Dinh et al., Sec. 4.1).
 
   `conv3x3(num_filters) -> num_blocks x [act, conv3x3, act, conv3x3, + skip]
-  -> act -> conv3x3(2C)`, weight-normalized throughout, where `act` is a ReLU
+  -> act -> conv3x3(2C)`, the hidden convolutions weight-normalized and the
+  last one zero-initialized (see `_build_head`), where `act` is a ReLU
   (after batch normalization with `batch_norm=True`). Under a mixed policy
   the block convolutions compute in bfloat16, the rest in float32.
 
