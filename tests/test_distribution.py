@@ -10,6 +10,7 @@ import tensorflow_probability as tfp
 
 import tf_realnvp
 from tf_realnvp import bijectors
+from tf_realnvp import mode
 
 import bijector_checks
 
@@ -115,6 +116,30 @@ def test_image_flow_follows_the_papers_multi_scale_architecture(
   assert layers_in_order(f) == ['LogitPreprocessing'] + scale(
       (8, 8, 3), 4, scale((4, 4, 6), 8, last))
   assert len(tf_realnvp.couplings(f)) == 16
+
+
+@pytest.mark.parametrize('event_shape', [(8, 8, 3), (5,)])
+def test_batch_norm_couplings_normalize_every_coupling_output(event_shape):
+  """A `BatchNorm` after every coupling; in evaluation `log_prob` is each
+  example's own density and inverts sampling, in training the batch's."""
+  f = flow(event_shape, batch_norm_couplings=True)
+  layers = [layer for layer in layers_in_order(f.bijector.bijector)
+            if not isinstance(layer, tuple) or layer[0] != 'factor_out']
+  norms = [m for m in f.submodules if isinstance(m, bijectors.BatchNorm)]
+  assert len(norms) == len(tf_realnvp.couplings(f))
+  flat = [layer[0] if isinstance(layer, tuple) else layer for layer in layers]
+  for i, layer in enumerate(flat):
+    if layer in ('checkerboard', 'channel', 'alternating'):
+      assert flat[i + 1] == 'BatchNorm', flat
+  x = f.sample(6, seed=3)
+  np.testing.assert_allclose(f.bijector.forward(tf.identity(
+      f.bijector.inverse(tf.identity(x)))), x, rtol=1e-3, atol=1e-2)
+  changed = tf.concat([x[:1], 0.1 * x[1:]], axis=0)
+  np.testing.assert_allclose(f.log_prob(x)[0], f.log_prob(x[:1])[0],
+                             rtol=1e-5)
+  with mode.training():
+    first, second = (f.log_prob(batch)[0] for batch in (x, changed))
+  assert abs(float(first - second)) > 1e-2
 
 
 @pytest.mark.parametrize('event_shape, num_scales', [((8, 8, 3), 3), ((5,), 1)])

@@ -121,12 +121,14 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
                       flow_weights(tmp_path / 'resumed'))
 
 
-def test_resume_with_warmup_decay_and_averaging_is_exact(tmp_path, monkeypatch):
+def test_resume_with_recipe_and_batch_norm_is_exact(tmp_path, monkeypatch):
   """Stopped by Ctrl-C at step 20 of 40 (while the averaged weights are in
   the flow, for its samples) and resumed: the weights, Adam's moments, the
-  averages and the update count equal those of 40 uninterrupted steps."""
+  averages, the batch-norm running statistics and the update count equal
+  those of 40 uninterrupted steps."""
   config = lambda name: small_config(tmp_path / name, train_steps=40,
-                                     checkpoint_every=1000, **RECIPE)
+                                     checkpoint_every=1000,
+                                     batch_norm='couplings', **RECIPE)
   straight = trainer.train_and_evaluate(config('straight'))
   write_samples = trainer.write_samples
 
@@ -145,6 +147,8 @@ def test_resume_with_warmup_decay_and_averaging_is_exact(tmp_path, monkeypatch):
   assert straight['test_nll_nats'] == resumed['test_nll_nats']
   expected = flow_weights(tmp_path / 'straight')
   assert any(name.startswith('averages/') for name in expected)
+  running = [name for name in expected if 'running_mean' in name]
+  assert running and not np.allclose(expected[running[0]], 0.)
   assert_same_weights(expected, flow_weights(tmp_path / 'resumed'))
 
 
@@ -369,6 +373,9 @@ def test_other_flows_train_and_stay_exact_bijections(tmp_path, flow):
     (dict(ema_decay=1.), r'ema_decay must be in \[0, 1\)'),
     (dict(ema_decay=-0.5), 'ema_decay'),
     (dict(lr_decay='cosine', warmup_steps=40, train_steps=40), 'warmup_steps'),
+    (dict(batch_norm='layers'), 'batch_norm must be one of none, networks'),
+    (dict(batch_norm='networks'), 'batch_norm=networks.*image flows'),
+    (dict(flow='maf', batch_norm='couplings'), 'batch_norm.*flow=maf'),
 ])
 def test_unusable_settings_are_rejected_early(tmp_path, change, message):
   with pytest.raises(ValueError, match=message):

@@ -24,13 +24,16 @@ from tf_realnvp.optimizers import LR_DECAYS
 RESUME_FIELDS = (
     'dataset', 'image_size', 'flow', 'num_scales', 'num_res_blocks',
     'num_filters', 'num_coupling_layers', 'hidden_units', 'batch_size', 'seed',
-    'learning_rate', 'warmup_steps', 'lr_decay', 'lr_decay_floor', 'ema_decay')
+    'learning_rate', 'warmup_steps', 'lr_decay', 'lr_decay_floor', 'ema_decay',
+    'batch_norm')
 # A decay runs over the whole run: with one, the run's length is kept too.
 DECAY_LENGTH_FIELDS = ('train_steps', 'epochs')
 # What a field that a run's config.json lacks (written before the field
 # existed) meant then, whatever its default is now.
 ABSENT_FIELD_VALUES = dict(warmup_steps=0, lr_decay='none', lr_decay_floor=0.,
-                           ema_decay=0.)
+                           ema_decay=0., batch_norm='none')
+# Where batch normalization goes (Dinh et al. 2017, Sec. 3.7).
+BATCH_NORMS = ('none', 'networks', 'couplings', 'both')
 
 
 def _field(default, help_text):
@@ -66,6 +69,13 @@ class Config:
   hidden_units: Tuple[int, ...] = _field(
       (128, 128), 'Vectors: hidden widths of the s/t MLPs (of MADE for '
       'maf/iaf, of the ODE network for ffjord).')
+  batch_norm: str = _field(
+      'none', 'Batch normalization (Dinh et al. 2017, Sec. 3.7): none; '
+      'networks (inside the s/t ResNets, images); couplings (the paper\'s '
+      'BatchNorm bijector after every coupling; realnvp, nice, glow); or '
+      'both. Training normalizes with the batch\'s statistics (synchronized '
+      'across replicas); evaluation, samples and the export with running '
+      'averages, an exact per-example density.')
   mixed_precision: bool = _field(
       False, 'Run the s/t networks in bfloat16; log-dets stay float32 '
       '(realnvp, nice, glow).')
@@ -136,6 +146,18 @@ class Config:
       raise ValueError(
           f'--mixed_precision applies to the coupling networks of '
           f'{", ".join(COUPLING_FLOWS)}, not to --flow={self.flow}.')
+    if self.batch_norm not in BATCH_NORMS:
+      raise ValueError(f'--batch_norm must be one of {", ".join(BATCH_NORMS)}, '
+                       f'got {self.batch_norm!r}.')
+    if self.batch_norm != 'none' and self.flow not in COUPLING_FLOWS:
+      raise ValueError(
+          f'--batch_norm applies to the couplings of '
+          f'{", ".join(COUPLING_FLOWS)}, not to --flow={self.flow}.')
+    if (self.batch_norm in ('networks', 'both')
+        and self.dataset in TOY_DATASETS):
+      raise ValueError(
+          f'--batch_norm={self.batch_norm} normalizes inside the ResNets of '
+          'image flows; for 2-D data use --batch_norm=couplings.')
     if self.warmup_steps < 0:
       raise ValueError(f'--warmup_steps must be >= 0, got {self.warmup_steps}.')
     if self.lr_decay not in LR_DECAYS:

@@ -7,6 +7,7 @@ from tf_realnvp import networks
 from tf_realnvp.bijectors import masks
 from tf_realnvp.bijectors.actnorm import ActNorm
 from tf_realnvp.bijectors.affine_coupling import AffineCoupling
+from tf_realnvp.bijectors.batch_norm import BatchNorm
 from tf_realnvp.bijectors.factor_out import FactorOut
 from tf_realnvp.bijectors.invertible_conv import InvertibleConv1x1
 from tf_realnvp.bijectors.logit import LogitPreprocessing
@@ -21,8 +22,9 @@ STEPS = ('realnvp', 'glow')
 
 def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
             num_coupling_layers=8, hidden_units=(128, 128), coupling='affine',
-            step='realnvp', double_filters_at_squeeze=False,
-            conditioner_options=None, alpha=0.05,
+            step='realnvp', batch_norm_couplings=False,
+            double_filters_at_squeeze=False, conditioner_options=None,
+            alpha=0.05,
             dtype=tf.float32, network_dtype=None, validate_args=True,
             name='RealNVP'):
   """A RealNVP flow: `tfd.TransformedDistribution` over a standard Normal.
@@ -56,6 +58,15 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
   the channels, LU-parameterized), then the coupling with its usual mask. The
   architecture, the masks and the networks are otherwise unchanged.
 
+  Batch normalization, two independent options (Dinh et al. 2017, Sec. 3.7):
+  `batch_norm_couplings=True` follows every coupling (every Glow step) with
+  the paper's `BatchNorm` bijector, and `conditioner_options=dict(
+  batch_norm=True)` puts batch normalization inside the s/t ResNets. Both use
+  the batch's statistics inside `tf_realnvp.mode.training()`, where an
+  example's `log_prob` depends on the rest of its batch (a training
+  objective), and running averages otherwise, where `log_prob` is an exact
+  per-example density. Statistics are synchronized across replicas.
+
   Args:
     event_shape: `(H, W, C)` for images or `(D,)` for vectors.
     num_scales: images: scales of the multi-scale architecture; H and W must
@@ -68,6 +79,8 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
       couplings, then a learned diagonal scaling as the last layer).
     step: `'realnvp'` (a coupling per step, as in the paper) or `'glow'`
       (actnorm, invertible 1x1 convolution, coupling).
+    batch_norm_couplings: whether a `BatchNorm` bijector normalizes the
+      output of every coupling.
     double_filters_at_squeeze: images: whether the channel couplings after
       each squeeze get twice the feature maps of the checkerboard couplings
       before it, so the width doubles wherever the resolution halves (as in
@@ -104,7 +117,7 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
     raise ValueError(f'step must be one of {STEPS}, got {step!r}.')
   event_shape = _check_event_shape(event_shape)
   settings = dict(additive=coupling == 'additive', glow=step == 'glow',
-                  dtype=dtype,
+                  batch_norm=batch_norm_couplings, dtype=dtype,
                   network_dtype=network_dtype or dtype.name,
                   validate_args=validate_args, **(conditioner_options or {}))
   with tf.name_scope(name):
@@ -180,20 +193,22 @@ def _diagonal_scaling(event_shape, dtype):
   return tfb.Scale(log_scale=log_scale)
 
 
-def _coupling(mask, conditioner_class, additive, glow, dtype, network_dtype,
-              validate_args, **network_kwargs):
-  """A coupling on `mask`, after actnorm and a 1x1 convolution if `glow`."""
+def _coupling(mask, conditioner_class, additive, glow, batch_norm, dtype,
+              network_dtype, validate_args, **network_kwargs):
+  """A coupling on `mask`, after actnorm and a 1x1 convolution if `glow`,
+  before batch normalization if `batch_norm`."""
   channels = mask.shape[-1]
   conditioner = conditioner_class(
       channels, additive=additive, dtype=network_dtype, **network_kwargs)
-  coupling = AffineCoupling(mask, conditioner, additive=additive,
-                            validate_args=validate_args)
-  if not glow:
-    return coupling
-  return _sequence([ActNorm(channels, dtype=dtype, validate_args=validate_args),
-                    InvertibleConv1x1(channels, dtype=dtype,
-                                      validate_args=validate_args),
-                    coupling])
+  step = [AffineCoupling(mask, conditioner, additive=additive,
+                         validate_args=validate_args)]
+  if glow:
+    step = [ActNorm(channels, dtype=dtype, validate_args=validate_args),
+            InvertibleConv1x1(channels, dtype=dtype,
+                              validate_args=validate_args)] + step
+  if batch_norm:
+    step.append(BatchNorm(channels, dtype=dtype, validate_args=validate_args))
+  return step[0] if len(step) == 1 else _sequence(step)
 
 
 def _scale(shape, num_scales, num_blocks, num_filters,

@@ -36,8 +36,8 @@ tfd = tfp.distributions
 
 
 def coupling_flow(dims, coupling='affine', step='realnvp', num_layers=8,
-                  hidden_units=(128, 128), dtype=tf.float32, network_dtype=None,
-                  validate_args=True):
+                  hidden_units=(128, 128), batch_norm_couplings=False,
+                  dtype=tf.float32, network_dtype=None, validate_args=True):
   """RealNVP, NICE or Glow on vectors: `tf_realnvp.RealNVP((dims,), ...)`.
 
   `num_layers` couplings with alternating masks and MLP conditioners:
@@ -47,8 +47,9 @@ def coupling_flow(dims, coupling='affine', step='realnvp', num_layers=8,
   the first `log_prob` batch) and `InvertibleConv1x1`, for vectors an
   invertible dense mixing that starts as a random rotation: Glow's step of
   flow. Both directions cost one network
-  pass per layer. `network_dtype` is the conditioners' dtype policy (e.g.
-  `'mixed_bfloat16'`).
+  pass per layer. `batch_norm_couplings` follows every coupling with the
+  paper's `BatchNorm` bijector. `network_dtype` is the conditioners' dtype
+  policy (e.g. `'mixed_bfloat16'`).
 
   References: Dinh, Sohl-Dickstein, Bengio, Density estimation using Real
   NVP, ICLR 2017, https://arxiv.org/abs/1605.08803; Dinh, Krueger, Bengio,
@@ -62,8 +63,9 @@ def coupling_flow(dims, coupling='affine', step='realnvp', num_layers=8,
     name = 'nice' if coupling == 'additive' else 'realnvp'
   return RealNVP((dims,), num_coupling_layers=num_layers,
                  hidden_units=hidden_units, coupling=coupling, step=step,
-                 dtype=dtype, network_dtype=network_dtype,
-                 validate_args=validate_args, name=name)
+                 batch_norm_couplings=batch_norm_couplings, dtype=dtype,
+                 network_dtype=network_dtype, validate_args=validate_args,
+                 name=name)
 
 
 def masked_autoregressive_flow(dims, num_layers=5, hidden_units=(128, 128),

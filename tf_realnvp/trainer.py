@@ -63,12 +63,16 @@ def build_flow(config):
   """
   event_shape = input_pipeline.event_shape(config.dataset, config.image_size)
   network_dtype = 'mixed_bfloat16' if config.mixed_precision else None
+  batch_norm_couplings = config.batch_norm in ('couplings', 'both')
   if is_image_dataset(config.dataset):
     return RealNVP(
         event_shape,
         num_scales=config.num_scales,
         num_res_blocks=config.num_res_blocks,
         num_filters=config.num_filters,
+        batch_norm_couplings=batch_norm_couplings,
+        conditioner_options=dict(
+            batch_norm=config.batch_norm in ('networks', 'both')),
         network_dtype=network_dtype,
         validate_args=False,
         **flows.COUPLING_FLOWS[config.flow])
@@ -76,7 +80,8 @@ def build_flow(config):
   if config.flow != 'ffjord':
     settings.update(num_layers=config.num_coupling_layers)
   if config.flow in flows.COUPLING_FLOWS:
-    settings.update(network_dtype=network_dtype, validate_args=False)
+    settings.update(network_dtype=network_dtype, validate_args=False,
+                    batch_norm_couplings=batch_norm_couplings)
   return flows.make_flow(config.flow, event_shape, **settings)
 
 
