@@ -45,20 +45,26 @@ import tensorflow as tf
 from benchmarks import hardware
 from benchmarks import photo_patches
 import tf_realnvp
-from tf_realnvp import mode
 from tf_realnvp import optimizers
 from tf_realnvp import trainer
 
 # Our configurations: `tf_realnvp.RealNVP` keyword arguments beyond the
-# architecture flags, and the training recipe (`l2`, `clip_norm`, `learning_rate`).
+# architecture flags, and the training recipe (`recipe_defaults`' keys).
 CONFIGS = {
     'default': {},
     'no_l2': dict(l2=0.),
     'batch_norm': dict(conditioner_options=dict(batch_norm=True)),
     'concat_relu': dict(conditioner_options=dict(concat_relu_input=True)),
     'skips': dict(conditioner_options=dict(skip_outputs=True)),
+    'wide_squeeze': dict(double_filters_at_squeeze=True),
     'reference_net': dict(conditioner_options=dict(
         batch_norm=True, concat_relu_input=True, skip_outputs=True)),
+    'reference_arch': dict(double_filters_at_squeeze=True,
+                           conditioner_options=dict(
+                               batch_norm=True, concat_relu_input=True,
+                               skip_outputs=True)),
+    'warmup_cosine': dict(warmup_steps=20, lr_decay='cosine'),
+    'ema': dict(ema_decay=0.99),
 }
 REFERENCE = 'reference'
 
@@ -85,6 +91,13 @@ flags.DEFINE_string('out_dir', 'quality_results', 'Results and cache.')
 
 PATCH = 32
 EVAL_BATCH = 64
+
+
+def recipe_defaults():
+  """The training recipe of a configuration that sets none of its own."""
+  return dict(learning_rate=FLAGS.learning_rate, l2=FLAGS.l2,
+              clip_norm=FLAGS.clip_norm, warmup_steps=0, lr_decay='none',
+              ema_decay=0.)
 
 
 def settings():
@@ -121,8 +134,9 @@ def test_bits_per_dim(log_prob, test):
 def train_ours(config, seed, train, test):
   """Trains our configuration `config` on `train`; its figures."""
   options = dict(CONFIGS[config])
-  recipe = {key: options.pop(key, getattr(FLAGS, key))
-            for key in ('learning_rate', 'l2', 'clip_norm')}
+  recipe = {key: options.pop(key, default)
+            for key, default in recipe_defaults().items()}
+  eval_at = settings()['eval_at']
   keras.utils.set_random_seed(seed)
   strategy = tf.distribute.OneDeviceStrategy('/cpu:0')
   with strategy.scope():
@@ -130,23 +144,26 @@ def train_ours(config, seed, train, test):
         tuple(test.shape[1:]), num_scales=FLAGS.num_scales,
         num_res_blocks=FLAGS.num_res_blocks, num_filters=FLAGS.num_filters,
         validate_args=False, **options)
-    optimizer = optimizers.FusedAdam(recipe['learning_rate'])
+    optimizer = optimizers.make_optimizer(
+        recipe['learning_rate'], warmup_steps=recipe['warmup_steps'],
+        lr_decay=recipe['lr_decay'], total_steps=eval_at[-1],
+        ema_decay=recipe['ema_decay'])
     optimizer.build(flow.trainable_variables)
+    optimizers.start_averages(optimizer, flow.trainable_variables)
     steps = trainer.Steps(flow, optimizer, strategy, FLAGS.batch_size,
                           recipe['l2'], recipe['clip_norm'], jit=False)
   iterator = iter(tf.data.Dataset.from_tensor_slices(train))
   log_prob = tf.function(flow.log_prob)
-  eval_at = settings()['eval_at']
   result = dict(bits_per_dim={}, parameters=int(sum(
       np.prod(v.shape) for v in flow.trainable_variables)))
   step_seconds = []
   for step in range(1, eval_at[-1] + 1):
     start = time.perf_counter()
-    with mode.training():  # Traced on the first call, in training mode.
-      float(steps.train_step(iterator)[0])
+    float(steps.train_step(iterator)[0])
     step_seconds.append(time.perf_counter() - start)
     if step in eval_at:
-      result['bits_per_dim'][step] = test_bits_per_dim(log_prob, test)
+      with optimizers.averaged_weights(optimizer, flow.trainable_variables):
+        result['bits_per_dim'][step] = test_bits_per_dim(log_prob, test)
       logging.info('%s seed %d step %d: test bits/dim %.4f', config, seed,
                    step, result['bits_per_dim'][step])
   result['seconds_per_step'] = float(np.median(step_seconds[1:]))
@@ -177,10 +194,26 @@ def train_reference(seed, train, test, scratch):
   return result
 
 
+def library_version():
+  """A digest of the `tf_realnvp` sources: the code our runs measured."""
+  digest = hashlib.sha256()
+  root = os.path.dirname(tf_realnvp.__file__)
+  for folder, _, files in sorted(os.walk(root)):
+    for name in sorted(f for f in files if f.endswith('.py')):
+      with open(os.path.join(folder, name), 'rb') as f:
+        digest.update(f.read())
+  return digest.hexdigest()[:16]
+
+
 def cached_run(name, seed, run):
-  """`run()`, or its result from an earlier call with the same settings."""
+  """`run()`, or its result from an earlier call with the same settings.
+
+  Our runs are also keyed on `library_version()`, so a change to the library
+  reruns them; the reference's are not.
+  """
   key = hashlib.sha256(json.dumps(
-      [name, CONFIGS.get(name), seed, settings()],
+      [name, CONFIGS.get(name), seed, settings(),
+       None if name == REFERENCE else library_version()],
       sort_keys=True).encode()).hexdigest()[:16]
   path = os.path.join(FLAGS.out_dir, 'cache', f'{name}_{seed}_{key}.json')
   if os.path.exists(path):

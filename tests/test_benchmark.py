@@ -182,3 +182,34 @@ def test_precision_check_runs_both_precisions_end_to_end(tmp_path):
   assert result['bits_per_dim_difference']['std'] == pytest.approx(
       np.std(differences, ddof=1))
   assert 'mixed_bfloat16' in (tmp_path / 'precision_check.md').read_text()
+
+
+def test_quality_trains_configurations_on_the_same_batches_and_caches(
+    tmp_path):
+  """Two seeds of a tiny model: figures per evaluation step, a table at equal
+  steps and one at equal time; a second call reuses every cached run."""
+  command = [sys.executable, '-m', 'benchmarks.quality', '--configs=default',
+             '--seeds=0,1', '--eval_at=1,2', '--num_res_blocks=1',
+             '--num_filters=4', '--batch_size=4', '--test_patches=8',
+             f'--out_dir={tmp_path}']
+  subprocess.run(command, cwd=ROOT, check=True, capture_output=True,
+                 timeout=300)
+  with open(tmp_path / 'quality.json') as f:
+    result = json.load(f)
+  runs = result['runs']['default']
+  assert len(runs) == 2
+  for run in runs:
+    assert sorted(run['bits_per_dim']) == ['1', '2']
+    assert all(0. < v < 16. for v in run['bits_per_dim'].values())
+    assert _is_positive_number(run['seconds_per_step'])
+  assert runs[0]['bits_per_dim'] != runs[1]['bits_per_dim']
+  table = (tmp_path / 'quality.md').read_text()
+  mean = np.mean([run['bits_per_dim']['2'] for run in runs])
+  assert f'{mean:.3f} ± ' in table and 'equal wall-clock time' in table
+  cached = sorted(os.listdir(tmp_path / 'cache'))
+  assert len(cached) == 2
+  subprocess.run(command, cwd=ROOT, check=True, capture_output=True,
+                 timeout=300)
+  with open(tmp_path / 'quality.json') as f:
+    assert json.load(f)['runs']['default'] == runs
+  assert sorted(os.listdir(tmp_path / 'cache')) == cached
