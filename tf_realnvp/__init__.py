@@ -2,6 +2,7 @@
 
 from tf_realnvp import bijectors
 from tf_realnvp import flows
+from tf_realnvp import mode
 from tf_realnvp import networks
 from tf_realnvp import optimizers
 from tf_realnvp.dequantization import dequantize
@@ -14,6 +15,6 @@ from tf_realnvp.metrics import bits_per_dim
 
 __all__ = [
     'RealNVP', 'bijectors', 'bits_per_dim', 'couplings', 'dequantize',
-    'flows', 'make_flow', 'networks', 'optimizers', 'weight_scale_l2',
+    'flows', 'make_flow', 'mode', 'networks', 'optimizers', 'weight_scale_l2',
     'with_temperature',
 ]
