@@ -24,7 +24,9 @@ def settings(model_dir, **overrides):
   values = dict(dataset='moons', model_dir=str(model_dir), jit=False,
                 batch_size=64, train_steps=6, num_coupling_layers=2,
                 hidden_units=[16], eval_every=100000, eval_batches=1,
-                checkpoint_every=100000, export=False)
+                checkpoint_every=100000, export=False,
+                # A constant rate: a resumed run may then train longer.
+                learning_rate=1e-3, warmup_steps=0, lr_decay='none')
   values.update(overrides)
   return values
 

@@ -28,7 +28,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # No warmup, decay or averaging, whatever the defaults: tests that change
 # --train_steps on resume need that, the others ask for a recipe explicitly.
-PLAIN_RECIPE = dict(warmup_steps=0, lr_decay='none', ema_decay=0.)
+PLAIN_RECIPE = dict(learning_rate=1e-3, warmup_steps=0, lr_decay='none',
+                    ema_decay=0.)
 RECIPE = dict(warmup_steps=10, lr_decay='cosine', lr_decay_floor=0.1,
               ema_decay=0.9)
 

@@ -32,6 +32,12 @@ DECAY_LENGTH_FIELDS = ('train_steps', 'epochs')
 # existed) meant then, whatever its default is now.
 ABSENT_FIELD_VALUES = dict(warmup_steps=0, lr_decay='none', lr_decay_floor=0.,
                            ema_decay=0., batch_norm='none')
+# The recipe of RealNVP on 2-D data: on 8gaussians (6000 steps of 256
+# points) it ends 0.08 nats above the exact entropy, against 0.20 for the
+# image recipe (1e-3, constant); 1e-2 measured best of 1e-3 to 2e-2 (issue 12).
+TOY_RECIPE = dict(learning_rate=1e-2, warmup_steps=200, lr_decay='cosine')
+# The paper's recipe (Adam at 1e-3), for images and the other flows.
+PAPER_RECIPE = dict(learning_rate=1e-3, warmup_steps=0, lr_decay='none')
 # Where batch normalization goes (Dinh et al. 2017, Sec. 3.7).
 BATCH_NORMS = ('none', 'networks', 'couplings', 'both')
 
@@ -85,16 +91,19 @@ class Config:
       None, 'Global batch size, split across replicas (default: 64 for '
       'images as in the paper, 256 for 2-D data).')
   train_steps: Optional[int] = _field(
-      None, 'Steps to train (default: --epochs, else 4000 for 2-D data).')
+      None, 'Steps to train (default: --epochs, else 6000 for 2-D data).')
   epochs: Optional[float] = _field(None, 'Epochs to train, if --train_steps is unset.')
-  learning_rate: float = _field(
-      1e-3, 'Adam learning rate (after the warmup, before any decay).')
-  warmup_steps: int = _field(
-      0, 'Raise the learning rate linearly from 0 to --learning_rate over '
-      'this many updates.')
-  lr_decay: str = _field(
-      'none', 'After the warmup: none (constant learning rate) or cosine (to '
-      '--lr_decay_floor * --learning_rate at the end of the run).')
+  learning_rate: Optional[float] = _field(
+      None, 'Adam learning rate, after the warmup and before any decay '
+      '(default: 1e-2 for realnvp on 2-D data, see TOY_RECIPE; else 1e-3, '
+      'the paper\'s).')
+  warmup_steps: Optional[int] = _field(
+      None, 'Raise the learning rate linearly from 0 to --learning_rate over '
+      'this many updates (default: 200 for realnvp on 2-D data, else 0).')
+  lr_decay: Optional[str] = _field(
+      None, 'After the warmup: none (constant learning rate) or cosine (to '
+      '--lr_decay_floor * --learning_rate at the end of the run) (default: '
+      'cosine for realnvp on 2-D data, else none).')
   lr_decay_floor: float = _field(
       0., 'cosine: the final learning rate, as a fraction of --learning_rate.')
   ema_decay: float = _field(
@@ -137,6 +146,11 @@ class Config:
     self.hidden_units = tuple(int(units) for units in self.hidden_units)
     if self.batch_size is None:
       self.batch_size = 256 if self.dataset in TOY_DATASETS else 64
+    recipe = (TOY_RECIPE if self.dataset in TOY_DATASETS
+              and self.flow == 'realnvp' else PAPER_RECIPE)
+    for name, default in recipe.items():
+      if getattr(self, name) is None:
+        setattr(self, name, default)
     allowed = FLOWS if self.dataset in TOY_DATASETS else COUPLING_FLOWS
     if self.flow not in allowed:
       raise ValueError(

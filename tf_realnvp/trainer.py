@@ -39,7 +39,7 @@ from tf_realnvp.distribution import weight_scale_l2
 from tf_realnvp.distribution import with_temperature
 
 SUM = tf.distribute.ReduceOp.SUM
-TOY_TRAIN_STEPS = 4000
+TOY_TRAIN_STEPS = 6000
 TOY_EVAL_EVERY = 1000
 GRID_SAMPLES = 36
 
