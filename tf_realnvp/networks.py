@@ -88,21 +88,27 @@ class WeightNormDense(keras.layers.Layer):
     return tf.nn.bias_add(y, ops.cast(self.bias, self.compute_dtype))
 
 
+def _batch_norm(dtype, name):
+  """Batch normalization synchronized across replicas, with PyTorch's defaults
+  (momentum 0.1 of the batch per update, epsilon 1e-5), which the reference
+  implementation trains with."""
+  return keras.layers.BatchNormalization(
+      momentum=0.9, epsilon=1e-5, synchronized=True, dtype=dtype, name=name)
+
+
 class PreActivation(keras.layers.Layer):
   """`relu(x)`, or `relu(batch_norm(x))` with `batch_norm=True`.
 
   Batch normalization (Ioffe & Szegedy, 2015) runs in training mode inside
   `tf_realnvp.mode.training()` (statistics of the batch, synchronized across
   replicas, running averages updated) and uses its running averages
-  otherwise. Momentum 0.9 and epsilon 1e-5 are PyTorch's defaults, which the
-  reference implementation trains with.
+  otherwise.
   """
 
   def __init__(self, batch_norm=False, **kwargs):
     super().__init__(**kwargs)
-    self.norm = keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-5, synchronized=True,
-        dtype=self.dtype_policy, name='batch_norm') if batch_norm else None
+    self.norm = (_batch_norm(self.dtype_policy, 'batch_norm') if batch_norm
+                 else None)
 
   def call(self, x):
     if self.norm is not None:
@@ -221,9 +227,7 @@ class ResNetConditioner(_Conditioner):
                **kwargs):
     super().__init__(channels, additive, **kwargs)
     policy = self.dtype_policy
-    self.input_norm = (keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-5, synchronized=True,
-        dtype=self.variable_dtype, name='input_norm')
+    self.input_norm = (_batch_norm(self.variable_dtype, 'input_norm')
                        if batch_norm and concat_relu_input else None)
     self.concat_relu_input = concat_relu_input
     self.stem = WeightNormDense(num_filters, 3, dtype=self.variable_dtype,
