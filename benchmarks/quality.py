@@ -261,20 +261,22 @@ def markdown(runs, seeds):
         f'{np.mean([r["seconds_per_step"] for r in by_seed]):.3f} | '
         + ' | '.join(mean_spread([r['bits_per_dim'][s] for r in by_seed])
                      for s in eval_at) + ' |')
-  pace = runs[REFERENCE if REFERENCE in runs else names[0]]
-  times = [float(np.mean([r['seconds_per_step'] for r in pace])) * s
-           for s in eval_at]
-  lines += ['', f'Test bits/dim at equal wall-clock time (the time '
-            f'`{REFERENCE if REFERENCE in runs else names[0]}` takes to '
-            'reach each step; each run shows its last evaluation within '
-            'that time, so a run that finished earlier shows its final '
-            'figure):', '',
-            '| configuration | ' + ' | '.join(f'{t:.0f} s' for t in times)
+  pace_name = REFERENCE if REFERENCE in runs else names[0]
+  pace = runs[pace_name]
+  times = [[run['seconds_per_step'] * step for run in pace] for step in eval_at]
+  lines += ['', f'Test bits/dim at equal wall-clock time: at the time '
+            f'`{pace_name}` takes to reach each step (mean over seeds; each '
+            'seed is compared at its own run\'s time), each run shows its '
+            'last evaluation within that time, so a run that is faster than '
+            'the evaluation grid shows a figure from fewer steps than it '
+            'could have trained:', '',
+            '| configuration | ' + ' | '.join(
+                f'{np.mean(t):.0f} s (step {s})' for t, s in zip(times, eval_at))
             + ' |', '|---|' + '---|' * len(times)]
   for name in names:
     lines.append(f'| {name} | ' + ' | '.join(
-        mean_spread([at_time(r, t) for r in runs[name]]) for t in times)
-        + ' |')
+        mean_spread([at_time(run, t) for run, t in zip(runs[name], seed_times)])
+        for seed_times in times) + ' |')
   return '\n'.join(lines) + '\n'
 
 
