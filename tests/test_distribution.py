@@ -118,11 +118,15 @@ def test_image_flow_follows_the_papers_multi_scale_architecture(
   assert len(tf_realnvp.couplings(f)) == 16
 
 
-@pytest.mark.parametrize('event_shape', [(8, 8, 3), (5,)])
-def test_batch_norm_couplings_normalize_every_coupling_output(event_shape):
-  """A `BatchNorm` after every coupling; in evaluation `log_prob` is each
-  example's own density and inverts sampling, in training the batch's."""
-  f = flow(event_shape, batch_norm_couplings=True)
+@pytest.mark.parametrize('event_shape, conditioner_options', [
+    ((8, 8, 3), None), ((8, 8, 3), dict(batch_norm=True)), ((5,), None)])
+def test_batch_norm_couplings_normalize_every_coupling_output(
+    event_shape, conditioner_options):
+  """A `BatchNorm` after every coupling (with or without batch norm inside
+  the networks); in evaluation `log_prob` is each example's own density and
+  inverts sampling, in training the batch's."""
+  f = flow(event_shape, batch_norm_couplings=True,
+           conditioner_options=conditioner_options)
   layers = [layer for layer in layers_in_order(f.bijector.bijector)
             if not isinstance(layer, tuple) or layer[0] != 'factor_out']
   norms = [m for m in f.submodules if isinstance(m, bijectors.BatchNorm)]

@@ -117,7 +117,7 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
     raise ValueError(f'step must be one of {STEPS}, got {step!r}.')
   event_shape = _check_event_shape(event_shape)
   settings = dict(additive=coupling == 'additive', glow=step == 'glow',
-                  batch_norm=batch_norm_couplings, dtype=dtype,
+                  normalize_outputs=batch_norm_couplings, dtype=dtype,
                   network_dtype=network_dtype or dtype.name,
                   validate_args=validate_args, **(conditioner_options or {}))
   with tf.name_scope(name):
@@ -193,10 +193,10 @@ def _diagonal_scaling(event_shape, dtype):
   return tfb.Scale(log_scale=log_scale)
 
 
-def _coupling(mask, conditioner_class, additive, glow, batch_norm, dtype,
-              network_dtype, validate_args, **network_kwargs):
+def _coupling(mask, conditioner_class, additive, glow, normalize_outputs,
+              dtype, network_dtype, validate_args, **network_kwargs):
   """A coupling on `mask`, after actnorm and a 1x1 convolution if `glow`,
-  before batch normalization if `batch_norm`."""
+  before a `BatchNorm` bijector if `normalize_outputs`."""
   channels = mask.shape[-1]
   conditioner = conditioner_class(
       channels, additive=additive, dtype=network_dtype, **network_kwargs)
@@ -206,7 +206,7 @@ def _coupling(mask, conditioner_class, additive, glow, batch_norm, dtype,
     step = [ActNorm(channels, dtype=dtype, validate_args=validate_args),
             InvertibleConv1x1(channels, dtype=dtype,
                               validate_args=validate_args)] + step
-  if batch_norm:
+  if normalize_outputs:
     step.append(BatchNorm(channels, dtype=dtype, validate_args=validate_args))
   return step[0] if len(step) == 1 else _sequence(step)
 
