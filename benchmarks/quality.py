@@ -54,6 +54,7 @@ CONFIGS = {
     'default': {},
     'no_l2': dict(l2=0.),
     'batch_norm': dict(conditioner_options=dict(batch_norm=True)),
+    'batch_norm_couplings': dict(batch_norm_couplings=True),
     'concat_relu': dict(conditioner_options=dict(concat_relu_input=True)),
     'skips': dict(conditioner_options=dict(skip_outputs=True)),
     'wide_squeeze': dict(double_filters_at_squeeze=True),
@@ -69,7 +70,8 @@ CONFIGS = {
 REFERENCE = 'reference'
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list('configs', list(CONFIGS), 'Our configurations to train.')
+flags.DEFINE_list('configs', ['default'],
+                  f'Our configurations to train, from {list(CONFIGS)}.')
 flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds: weights, crops, noise.')
 flags.DEFINE_integer('num_scales', 2, 'Scales of both models.')
 flags.DEFINE_integer('num_res_blocks', 4, 'Residual blocks per s/t network.')
