@@ -4,15 +4,18 @@ r"""RealNVP against NICE, MAF, IAF, Glow and FFJORD on the 2-D toy densities.
 
 Every flow of `--flows` (`tf_realnvp.flows`, in its default size) is trained
 on every dataset of `--datasets` (the 2-D toys of `tf_realnvp.input_pipeline`)
-with the same budget: `--steps` Adam steps (learning rate `LEARNING_RATE`) on
-the negative log-likelihood of minibatches of `--batch_size` points drawn at
-random from the training split, from the same `--seed`. Then it measures
+exactly as `python train.py --dataset=D --flow=K` trains it: the same
+trainer, objective and defaults (`tf_realnvp.experiment`: RealNVP's 2-D
+recipe, the paper's for the others; 6000 steps of 256 points), from the same
+`--seed`; `--steps` and `--batch_size` override the defaults for all. Then
+it measures
 
 - test NLL in nats, `-mean log p(x)` over the 10,000 test points; for
   8gaussians also the gap to the true density, the test NLL minus
   `-mean log p*(x)` of the exact mixture (the entropy estimate, a lower bound
   of any model's NLL up to sampling noise);
-- train time: wall clock of the whole loop, tracing included;
+- train time: wall clock of the whole training run (tracing, the steps, the
+  final evaluation and checkpoint);
 - the time to draw 10,000 samples and to evaluate `log_prob` on the 10,000
   test points, each the median of `TIMED_CALLS` calls of a `tf.function`
   after a tracing call;
@@ -30,6 +33,7 @@ the training data) to `--out_dir`.
 
 import json
 import os
+import shutil
 import time
 
 from absl import app
@@ -41,18 +45,23 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
+from tf_realnvp import config
+from tf_realnvp import evaluation
+from tf_realnvp import experiment
 from tf_realnvp import flows
 from tf_realnvp import input_pipeline
+from tf_realnvp import trainer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('flows', list(flows.FLOWS),
                   f'Flows to train, from {list(flows.FLOWS)}.')
 flags.DEFINE_list('datasets', list(input_pipeline.TOY_DATASETS),
                   f'2-D datasets, from {list(input_pipeline.TOY_DATASETS)}.')
-flags.DEFINE_integer('steps', 2000, 'Adam steps per flow and dataset.')
-flags.DEFINE_integer('batch_size', 256, 'Points per training minibatch.')
+flags.DEFINE_integer('steps', None, 'Training steps per flow and dataset '
+                     '(default: train.py\'s).')
+flags.DEFINE_integer('batch_size', None, 'Points per training batch (default: '
+                     'train.py\'s).')
 flags.DEFINE_string('out_dir', 'compare_flows_results',
                     'Where to write the table, its JSON and the figure.')
 flags.DEFINE_integer('seed', 0, 'Seed of the initial weights, the minibatches '
@@ -63,7 +72,6 @@ flags.DEFINE_list('dimension_flows', ['realnvp', 'maf', 'iaf'],
 flags.DEFINE_list('dimensions', ['2', '8', '32'],
                   'Event sizes D of the timing by dimension.')
 
-LEARNING_RATE = 1e-3
 NUM_SAMPLES = 10_000
 TIMED_CALLS = 3
 # The heat-maps show the density on [-EXTENT, EXTENT]^2, RESOLUTION points a side.
@@ -75,6 +83,10 @@ _COLUMNS = (
     ('dataset', 'dataset', '{}'),
     ('test_nll', 'test NLL (nats)', '{:.3f}'),
     ('gap_to_true_density', 'gap to true density (nats)', '{:.3f}'),
+    ('steps', 'steps', '{}'),
+    ('batch_size', 'batch', '{}'),
+    ('learning_rate', 'learning rate', '{:g}'),
+    ('lr_decay', 'decay', '{}'),
     ('train_seconds', 'train (s)', '{:.1f}'),
     ('sample_seconds', 'sample 10k (s)', '{:.3f}'),
     ('log_prob_seconds', 'log_prob 10k (s)', '{:.3f}'),
@@ -82,21 +94,19 @@ _COLUMNS = (
 )
 
 
-def train(flow, points, steps, batch_size, seed):
-  """Adam on the NLL of random minibatches of `points`; returns the last NLL."""
-  points = tf.constant(points)
-  flow.log_prob(points[:batch_size])  # Data-dependent init (Glow's ActNorm).
-
-  def minibatch_nll(seed):
-    indices = tf.random.stateless_uniform(
-        [batch_size], seed, minval=0, maxval=points.shape[0], dtype=tf.int32)
-    return -tf.reduce_mean(flow.log_prob(tf.gather(points, indices)))
-
-  losses = tfp.math.minimize(
-      minibatch_nll, num_steps=steps,
-      optimizer=tf.optimizers.Adam(LEARNING_RATE),
-      trainable_variables=flow.trainable_variables, seed=seed)
-  return float(losses[-1])
+def train(kind, dataset, model_dir, seed, **overrides):
+  """Trains `kind` on `dataset` as train.py would, with `overrides` of its
+  config; returns the run's settings, its final metrics and the flow."""
+  shutil.rmtree(model_dir, ignore_errors=True)
+  settings = dict(dataset=dataset, flow=kind, model_dir=model_dir, seed=seed,
+                  export=False, **overrides)
+  run = experiment.resolve(config.Config(**settings))
+  once = run.total_steps()  # One evaluation and checkpoint, at the end.
+  run = experiment.resolve(config.Config(
+      **settings, eval_every=once, checkpoint_every=once))
+  result = trainer.train_and_evaluate(run)
+  _, flow, _ = evaluation.restore_flow(model_dir)
+  return run.config, result, flow
 
 
 def median_seconds(fn):
@@ -124,22 +134,23 @@ def density_grid():
   return np.stack(np.meshgrid(axis, axis), axis=-1).reshape(-1, 2)
 
 
-def compare_one(kind, dataset, steps, batch_size, seed):
+def compare_one(kind, dataset, work_dir, seed, **overrides):
   """Trains one flow on one dataset; returns its table row and density grid."""
   keras.utils.set_random_seed(seed)
-  flow = flows.make_flow(kind)
-  train_points = input_pipeline.sample_toy(
-      dataset, *input_pipeline.TOY_SPLITS['train'])
   test_points = tf.constant(input_pipeline.sample_toy(
       dataset, *input_pipeline.TOY_SPLITS['test']))
   start = time.perf_counter()
-  last_nll = train(flow, train_points, steps, batch_size, seed)
+  settings, result, flow = train(
+      kind, dataset, os.path.join(work_dir, f'{kind}_{dataset}'), seed,
+      **overrides)
   train_seconds = time.perf_counter() - start
   log_prob = tf.function(flow.log_prob)
-  test_nll = -float(np.mean(log_prob(test_points)))
+  test_nll = result['test_nll_nats']
   row = dict(
       flow=kind, dataset=dataset, test_nll=test_nll,
-      last_train_nll=last_nll, train_seconds=train_seconds,
+      steps=settings.train_steps, batch_size=settings.batch_size,
+      learning_rate=settings.learning_rate, lr_decay=settings.lr_decay,
+      train_seconds=train_seconds,
       **sample_and_log_prob_seconds(flow, log_prob, test_points, seed),
       parameters=sum(int(np.prod(v.shape)) for v in flow.trainable_variables))
   if dataset == '8gaussians':
@@ -198,16 +209,17 @@ def summary_table(rows):
   return '\n'.join(lines) + '\n'
 
 
-def markdown_table(rows, steps, batch_size, seed):
+def markdown_table(rows, seed):
   lines = [
       '# Flows on 2-D toy densities',
       '',
-      f'{steps} Adam steps (learning rate {LEARNING_RATE}) on minibatches of '
-      f'{batch_size} points, seed {seed}. Test NLL over the '
-      f'{NUM_SAMPLES:,} test points; the gap to the true density is the test '
-      'NLL minus that of the exact mixture (8gaussians only). Times: wall '
-      'clock; train includes tracing; sample and log_prob are medians of '
-      f'{TIMED_CALLS} calls on {NUM_SAMPLES:,} points after a tracing call.',
+      f'Each flow trained as `train.py --flow=K --dataset=D` trains it (steps, '
+      f'batch, learning rate and decay in every row), seed {seed}. Test NLL '
+      f'over the {NUM_SAMPLES:,} test points; the gap to the true density is '
+      'the test NLL minus that of the exact mixture (8gaussians only). Times: '
+      'wall clock; train is the whole training run, tracing included; sample '
+      f'and log_prob are medians of {TIMED_CALLS} calls on {NUM_SAMPLES:,} '
+      'points after a tracing call.',
       '',
       'Test NLL (nats) by flow and dataset; times and parameters are means '
       'over the datasets:',
@@ -251,9 +263,13 @@ def plot_densities(densities, kinds, datasets, path):
   plt.close(fig)
 
 
-def compare(kinds, datasets, steps, batch_size, out_dir, seed,
-            dimension_kinds=(), dimensions=()):
+def compare(kinds, datasets, out_dir, seed, dimension_kinds=(),
+            dimensions=(), **overrides):
   """Trains every flow on every dataset; writes the tables, JSON and figure.
+
+  `overrides` are `tf_realnvp.config.Config` fields that replace train.py's
+  defaults for every run (e.g. `train_steps`, `batch_size`). The runs'
+  model directories go to `out_dir/runs`.
 
   Returns:
     The table rows, one dict per flow and dataset, and the timing rows, one
@@ -268,18 +284,16 @@ def compare(kinds, datasets, steps, batch_size, out_dir, seed,
   for dataset in datasets:
     for kind in kinds:
       row, densities[kind, dataset] = compare_one(
-          kind, dataset, steps, batch_size, seed)
+          kind, dataset, os.path.join(out_dir, 'runs'), seed, **overrides)
       rows.append(row)
   by_dimension = [time_by_dimension(kind, int(dims), seed)
                   for kind in dimension_kinds for dims in dimensions]
   os.makedirs(out_dir, exist_ok=True)
-  settings = dict(steps=steps, batch_size=batch_size, seed=seed,
-                  learning_rate=LEARNING_RATE)
   with open(os.path.join(out_dir, 'compare_flows.json'), 'w') as f:
-    json.dump(dict(settings=settings, rows=rows, by_dimension=by_dimension),
-              f, indent=2)
+    json.dump(dict(settings=dict(seed=seed, **overrides), rows=rows,
+                   by_dimension=by_dimension), f, indent=2)
   with open(os.path.join(out_dir, 'compare_flows.md'), 'w') as f:
-    f.write(markdown_table(rows, steps, batch_size, seed))
+    f.write(markdown_table(rows, seed))
     if by_dimension:
       f.write(dimension_table(by_dimension))
   plot_densities(densities, kinds, datasets,
@@ -289,8 +303,11 @@ def compare(kinds, datasets, steps, batch_size, out_dir, seed,
 
 def main(argv):
   del argv
-  compare(FLAGS.flows, FLAGS.datasets, FLAGS.steps, FLAGS.batch_size,
-          FLAGS.out_dir, FLAGS.seed, FLAGS.dimension_flows, FLAGS.dimensions)
+  overrides = {name: value for name, value in (
+      ('train_steps', FLAGS.steps), ('batch_size', FLAGS.batch_size))
+               if value is not None}
+  compare(FLAGS.flows, FLAGS.datasets, FLAGS.out_dir, FLAGS.seed,
+          FLAGS.dimension_flows, FLAGS.dimensions, **overrides)
   print(open(os.path.join(FLAGS.out_dir, 'compare_flows.md')).read())
 
 

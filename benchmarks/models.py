@@ -10,6 +10,7 @@ import tf_keras
 
 import tf_realnvp
 from tf_realnvp import config
+from tf_realnvp import objective
 from benchmarks import flops
 
 tfb = tfp.bijectors
@@ -37,14 +38,12 @@ class FlowUnderTest:
   Attributes:
     distribution: the flow, a `tfd.Distribution` over images.
     to_inputs: maps pixel intensities in `[0, 256)` to the flow's inputs.
-    penalty: `() -> scalar` added to the negative log-likelihood in training.
     forward_flops: FLOPs of one image through `log_prob` or sampling,
       counted by hand: the work the model needs (see `flops.py`).
     settings: the constructor settings, for the report.
   """
   distribution: tfd.Distribution
   to_inputs: Callable[[tf.Tensor], tf.Tensor]
-  penalty: Callable[[], tf.Tensor]
   forward_flops: int
   settings: Dict[str, Any]
 
@@ -55,12 +54,12 @@ class FlowUnderTest:
 
 
 def make_train_step(flow, optimizer):
-  """`x -> loss`, applying one Adam step on `-mean log p(x) + penalty`."""
+  """`x -> loss`, applying one Adam step on `tf_realnvp.objective.loss`."""
   variables = flow.distribution.trainable_variables
 
   def train_step(x):
     with tf.GradientTape() as tape:
-      loss = -tf.reduce_mean(flow.distribution.log_prob(x)) + flow.penalty()
+      loss, _ = objective.loss(flow.distribution, x, L2)
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     return loss
 
@@ -76,7 +75,6 @@ def realnvp(event_shape, architecture, precision):
   return FlowUnderTest(
       distribution=flow,
       to_inputs=lambda pixels: pixels,
-      penalty=lambda: L2 * tf_realnvp.weight_scale_l2(flow),
       forward_flops=flops.realnvp_forward_flops(event_shape, **settings),
       settings=dict(settings))
 
@@ -122,7 +120,6 @@ def glow(event_shape, num_parameters, num_blocks, steps_per_block, precision,
   return FlowUnderTest(
       distribution=distribution,
       to_inputs=lambda pixels: pixels / 256. - 0.5,
-      penalty=lambda: tf.constant(0.),
       forward_flops=flops.glow_forward_flops(
           event_shape, num_blocks, steps_per_block, hidden),
       settings=dict(num_glow_blocks=num_blocks,

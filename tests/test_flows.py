@@ -188,15 +188,17 @@ def test_bad_kind_or_event_shape_raises():
     flows.make_flow('spline')
   with pytest.raises(ValueError, match='vectors'):
     flows.make_flow('maf', event_shape=(4, 4, 3))
-  with pytest.raises(TypeError):
+  with pytest.raises(ValueError, match='ffjord.*does not take num_layers'):
     flows.make_flow('ffjord', num_layers=3)
+  with pytest.raises(ValueError, match='realnvp.*does not take num_scales'):
+    flows.make_flow('realnvp', num_scales=3)
 
 
 def test_compare_flows_writes_table_json_and_figure(tmp_path):
   rows, by_dimension = compare_flows.compare(
-      ['realnvp', 'maf'], ['8gaussians'], steps=3, batch_size=16,
-      out_dir=str(tmp_path), seed=0, dimension_kinds=['iaf'],
-      dimensions=['3'])
+      ['realnvp', 'maf'], ['8gaussians'], out_dir=str(tmp_path), seed=0,
+      dimension_kinds=['iaf'], dimensions=['3'], train_steps=3,
+      batch_size=16, warmup_steps=0)
   with open(tmp_path / 'compare_flows.json') as f:
     saved = json.load(f)
   assert saved['rows'] == rows and saved['by_dimension'] == by_dimension

@@ -18,6 +18,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tf_realnvp import config as config_lib
+from tf_realnvp import distribute
+from tf_realnvp import evaluation
+from tf_realnvp import experiment
 from tf_realnvp import input_pipeline
 from tf_realnvp import mode
 from tf_realnvp import optimizers
@@ -41,6 +44,10 @@ def small_config(model_dir, **overrides):
                 eval_batches=2, export=False, **PLAIN_RECIPE)
   values.update(overrides)
   return config_lib.Config(**values)
+
+
+def train(config, **kwargs):
+  return trainer.train_and_evaluate(experiment.resolve(config), **kwargs)
 
 
 def flow_weights(model_dir):
@@ -106,16 +113,16 @@ def test_train_then_evaluate_2d_end_to_end(tmp_path):
       f'np.save({str(tmp_path / "lp.npy")!r}, model.log_prob(points).numpy())\n'
       "assert 'tf_realnvp' not in sys.modules\n")])
   assert reload.returncode == 0, reload.stderr[-3000:]
-  _, flow, _ = trainer.restore_flow(str(model_dir))
+  _, flow, _ = evaluation.restore_flow(str(model_dir))
   np.testing.assert_allclose(np.load(tmp_path / 'lp.npy'),
                              flow.log_prob(test_points[:100]), rtol=1e-5)
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
-  straight = trainer.train_and_evaluate(
+  straight = train(
       small_config(tmp_path / 'straight', train_steps=40))
-  trainer.train_and_evaluate(small_config(tmp_path / 'resumed', train_steps=20))
-  resumed = trainer.train_and_evaluate(
+  train(small_config(tmp_path / 'resumed', train_steps=20))
+  resumed = train(
       small_config(tmp_path / 'resumed', train_steps=40))
   assert straight['step'] == resumed['step'] == 40
   assert_same_weights(flow_weights(tmp_path / 'straight'),
@@ -130,20 +137,20 @@ def test_resume_with_recipe_and_batch_norm_is_exact(tmp_path, monkeypatch):
   config = lambda name: small_config(tmp_path / name, train_steps=40,
                                      checkpoint_every=1000,
                                      batch_norm='couplings', **RECIPE)
-  straight = trainer.train_and_evaluate(config('straight'))
-  write_samples = trainer.write_samples
+  straight = train(config('straight'))
+  write_samples = evaluation.write_samples
 
-  def interrupt_at_20(flow, config, model_dir, step, *args, **kwargs):
+  def interrupt_at_20(flow, run, model_dir, step, *args, **kwargs):
     if step == 20:
       raise KeyboardInterrupt
-    return write_samples(flow, config, model_dir, step, *args, **kwargs)
+    return write_samples(flow, run, model_dir, step, *args, **kwargs)
 
   with monkeypatch.context() as patch:
-    patch.setattr(trainer, 'write_samples', interrupt_at_20)
+    patch.setattr(evaluation, 'write_samples', interrupt_at_20)
     with pytest.raises(KeyboardInterrupt):
-      trainer.train_and_evaluate(config('resumed'))
-  assert trainer.restore_flow(str(tmp_path / 'resumed'))[2] == 20
-  resumed = trainer.train_and_evaluate(config('resumed'))
+      train(config('resumed'))
+  assert evaluation.restore_flow(str(tmp_path / 'resumed'))[2] == 20
+  resumed = train(config('resumed'))
   assert straight['step'] == resumed['step'] == 40
   assert straight['test_nll_nats'] == resumed['test_nll_nats']
   expected = flow_weights(tmp_path / 'straight')
@@ -161,26 +168,26 @@ def test_evaluation_samples_and_export_use_the_averaged_weights(
   config = small_config(tmp_path / 'run', train_steps=20, eval_every=20,
                         learning_rate=1e-2, export=True, **RECIPE)
   sampled_with = []
-  write_samples = trainer.write_samples
+  write_samples = evaluation.write_samples
 
   def recording(flow, *args, **kwargs):
     sampled_with.append([v.numpy() for v in flow.trainable_variables])
     return write_samples(flow, *args, **kwargs)
 
-  monkeypatch.setattr(trainer, 'write_samples', recording)
-  result = trainer.train_and_evaluate(config)
+  monkeypatch.setattr(evaluation, 'write_samples', recording)
+  result = train(config)
   test_data = input_pipeline.make_dataset(
       'moons', 'test', config.batch_size, seed=config.seed, shuffle=False,
       repeat=False, drop_remainder=False).take(config.eval_batches)
   nll = {}
   for averaged in (True, False):
-    _, flow, step = trainer.restore_flow(str(tmp_path / 'run'), averaged)
+    _, flow, step = evaluation.restore_flow(str(tmp_path / 'run'), averaged)
     assert step == 20
-    nll[averaged] = trainer.Evaluator(
+    nll[averaged] = evaluation.Evaluator(
         flow, tf.distribute.get_strategy()).mean_nll(test_data)
   assert result['test_nll_nats'] == pytest.approx(nll[True], rel=1e-6)
   assert abs(nll[True] - nll[False]) > 1e-3
-  _, averaged_flow, _ = trainer.restore_flow(str(tmp_path / 'run'))
+  _, averaged_flow, _ = evaluation.restore_flow(str(tmp_path / 'run'))
   for sampled, average in zip(sampled_with[-1],
                               averaged_flow.trainable_variables):
     np.testing.assert_array_equal(sampled, average.numpy())
@@ -201,9 +208,9 @@ def test_evaluation_samples_and_export_use_the_averaged_weights(
 
 def test_train_step_runs_the_flow_in_training_mode_and_evaluation_does_not():
   config = small_config('unused', num_coupling_layers=2, hidden_units=(8,))
-  strategy = trainer.make_strategy('one_device', ['/cpu:0'])
+  strategy = distribute.make_strategy('one_device', ['/cpu:0'])
   with strategy.scope():
-    flow = trainer.build_flow(config)
+    flow = experiment.resolve(config).build_flow()
     optimizer = optimizers.make_optimizer(1e-3)
     optimizer.build(flow.trainable_variables)
     steps = trainer.Steps(flow, optimizer, strategy, 8, 0., 1., jit=False)
@@ -219,7 +226,7 @@ def test_train_step_runs_the_flow_in_training_mode_and_evaluation_does_not():
   steps.train_step(iter(data))
   assert modes and all(modes)
   modes.clear()
-  trainer.Evaluator(flow, strategy).mean_nll(data.take(1))
+  evaluation.Evaluator(flow, strategy).mean_nll(data.take(1))
   assert modes and not any(modes)
 
 
@@ -232,18 +239,18 @@ def test_train_step_runs_the_flow_in_training_mode_and_evaluation_does_not():
 ])
 def test_resume_refuses_another_model_data_stream_or_recipe(
     tmp_path, initial, change):
-  trainer.train_and_evaluate(small_config(tmp_path / 'run', train_steps=2,
+  train(small_config(tmp_path / 'run', train_steps=2,
                                           **initial))
   settings = {'train_steps': 4, **initial, **change}
   with pytest.raises(ValueError, match=next(iter(change))):
-    trainer.train_and_evaluate(small_config(tmp_path / 'run', **settings))
+    train(small_config(tmp_path / 'run', **settings))
 
 
 def test_warmup_alone_lets_a_resumed_run_train_longer(tmp_path):
   """Without a decay the schedule does not depend on the run's length."""
-  trainer.train_and_evaluate(small_config(tmp_path / 'run', train_steps=2,
+  train(small_config(tmp_path / 'run', train_steps=2,
                                           warmup_steps=5))
-  result = trainer.train_and_evaluate(small_config(
+  result = train(small_config(
       tmp_path / 'run', train_steps=4, warmup_steps=5))
   assert result['step'] == 4
 
@@ -286,7 +293,7 @@ def _with_nan_batches(monkeypatch, bad_batches):
 
 def test_nan_batch_is_skipped_and_counted(tmp_path, monkeypatch):
   _with_nan_batches(monkeypatch, [3, 7])
-  result = trainer.train_and_evaluate(small_config(tmp_path / 'run',
+  result = train(small_config(tmp_path / 'run',
                                                    train_steps=10))
   assert result['bad_steps'] == 2
   assert np.isfinite(result['test_nll_nats'])
@@ -297,7 +304,7 @@ def test_nan_batch_is_skipped_and_counted(tmp_path, monkeypatch):
 def test_persistent_nans_stop_with_clear_error(tmp_path, monkeypatch):
   _with_nan_batches(monkeypatch, list(range(100)))
   with pytest.raises(trainer.TrainingDivergedError, match='non-finite'):
-    trainer.train_and_evaluate(small_config(tmp_path / 'run', train_steps=50,
+    train(small_config(tmp_path / 'run', train_steps=50,
                                             max_bad_steps=3))
 
 
@@ -307,10 +314,10 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices('CPU')[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from tf_realnvp import config as config_lib, trainer
+from tf_realnvp import config as config_lib, experiment, trainer
 config = config_lib.Config(**json.loads(sys.argv[1]))
 devices = ['/cpu:0', '/cpu:1'] if config.strategy == 'mirrored' else ['/cpu:0']
-trainer.train_and_evaluate(config, devices=devices)
+trainer.train_and_evaluate(experiment.resolve(config), devices=devices)
 """
 
 
@@ -348,14 +355,15 @@ def test_other_flows_train_and_stay_exact_bijections(tmp_path, flow):
   """`--flow` trains each kind: the restored flow's NLL is below the initial
   flow's, and after the updates it is still a bijection whose inverse undoes
   its forward (MADE's masks survive the optimizer)."""
-  config = small_config(tmp_path / flow, flow=flow, num_coupling_layers=2,
-                        hidden_units=(16,), train_steps=20, eval_every=20,
-                        learning_rate=1e-2)
+  config = small_config(
+      tmp_path / flow, flow=flow, hidden_units=(16,), train_steps=20,
+      eval_every=20, learning_rate=1e-2,
+      num_coupling_layers=None if flow == 'ffjord' else 2)
   keras.utils.set_random_seed(config.seed)
-  initial = trainer.build_flow(config)  # The weights training starts from.
-  result = trainer.train_and_evaluate(config)
+  initial = experiment.resolve(config).build_flow()  # The weights training starts from.
+  result = train(config)
   assert result['step'] == 20 and result['bad_steps'] == 0
-  _, restored, step = trainer.restore_flow(str(tmp_path / flow))
+  _, restored, step = evaluation.restore_flow(str(tmp_path / flow))
   assert step == 20 and restored.name == flow
   x = tf.constant(input_pipeline.sample_toy('moons', 1000, seed=1))
   nll = -float(tf.reduce_mean(restored.log_prob(x)))
@@ -365,40 +373,93 @@ def test_other_flows_train_and_stay_exact_bijections(tmp_path, flow):
 
 
 @pytest.mark.parametrize('change, message', [
+    (dict(dataset='nosuch'), "dataset must be one of moons.*'nosuch'"),
     (dict(dataset='cifar10', flow='maf'), 'flow=maf.*cifar10.*realnvp'),
-    (dict(flow='spline'), 'flow=spline.*moons'),
-    (dict(flow='ffjord', mixed_precision=True), 'mixed_precision.*ffjord'),
-    (dict(warmup_steps=-1), 'warmup_steps must be >= 0'),
+    (dict(flow='spline'), "flow must be one of realnvp.*'spline'"),
+    (dict(num_scales=3), 'num_scales does not apply to realnvp on moons'),
+    (dict(flow='ffjord', num_coupling_layers=4),
+     'num_coupling_layers does not apply to ffjord'),
+    (dict(dataset='cifar10', num_coupling_layers=None, hidden_units=(8,)),
+     'hidden_units does not apply to realnvp on cifar10'),
+    (dict(dataset='cifar10', num_coupling_layers=None, hidden_units=None,
+          num_scales=6), 'num_scales.*too small'),
+    (dict(dataset='cifar10', num_coupling_layers=None, hidden_units=None,
+          image_size=64), 'image_size applies to celeb_a'),
+    (dict(flow='ffjord', num_coupling_layers=None, mixed_precision=True),
+     'mixed_precision.*ffjord'),
+    (dict(batch_size=0), 'batch_size must be at least 1, got 0'),
+    (dict(hidden_units=(8, 0)), 'hidden_units'),
+    (dict(learning_rate=-1.), 'learning_rate must be positive'),
+    (dict(clip_norm=0.), 'clip_norm must be positive'),
+    (dict(checkpoint_every=0), 'checkpoint_every must be at least 1'),
+    (dict(warmup_steps=-1), 'warmup_steps must be at least 0'),
     (dict(lr_decay='linear'), 'lr_decay must be one of none, cosine'),
     (dict(lr_decay_floor=1.5), 'lr_decay_floor'),
     (dict(ema_decay=1.), r'ema_decay must be in \[0, 1\)'),
     (dict(ema_decay=-0.5), 'ema_decay'),
     (dict(lr_decay='cosine', warmup_steps=40, train_steps=40), 'warmup_steps'),
     (dict(batch_norm='layers'), 'batch_norm must be one of none, networks'),
-    (dict(batch_norm='networks'), 'batch_norm=networks.*image flows'),
-    (dict(flow='maf', batch_norm='couplings'), 'batch_norm.*flow=maf'),
+    (dict(batch_norm='networks'),
+     'batch_norm=networks does not apply to realnvp on moons.*couplings'),
+    (dict(flow='maf', batch_norm='couplings'),
+     'batch_norm=couplings does not apply to maf'),
 ])
-def test_unusable_settings_are_rejected_early(tmp_path, change, message):
-  with pytest.raises(ValueError, match=message):
-    small_config(tmp_path, **change)
+def test_unusable_settings_are_rejected_before_any_data(tmp_path, change,
+                                                        message):
+  with pytest.raises(experiment.ConfigError, match=message):
+    experiment.resolve(small_config(tmp_path, **change))
+
+
+def test_resolve_fills_the_defaults_of_the_data_and_the_flow():
+  moons = experiment.resolve(config_lib.Config()).config
+  assert (moons.batch_size, moons.train_steps, moons.eval_every) == (
+      experiment.VECTOR_BATCH_SIZE, experiment.VECTOR_TRAIN_STEPS,
+      experiment.VECTOR_EVAL_EVERY)
+  assert moons.learning_rate == experiment.TOY_RECIPE['learning_rate']
+  assert (moons.num_coupling_layers, moons.hidden_units) == (8, (128, 128))
+  assert moons.num_scales is None and moons.image_size is None
+  cifar = experiment.resolve(config_lib.Config(dataset='cifar10'))
+  assert (cifar.config.batch_size, cifar.config.epochs) == (64, 100)
+  assert (cifar.config.num_scales, cifar.config.num_res_blocks,
+          cifar.config.num_filters) == (2, 8, 64)
+  assert cifar.config.hidden_units is None
+  assert cifar.config.learning_rate == 1e-3
+  assert cifar.data.event_shape == (32, 32, 3) and cifar.data.is_image
+  assert cifar.data.metric(32 * 32 * 3 * np.log(2.)) == pytest.approx(1.)
+  maf = experiment.resolve(config_lib.Config(flow='maf')).config
+  assert maf.num_coupling_layers == 5 and maf.learning_rate == 1e-3
+  celeb_a = experiment.resolve(config_lib.Config(dataset='celeb_a'))
+  assert celeb_a.data.event_shape == (32, 32, 3)
+
+
+def test_a_run_recorded_with_every_field_still_loads(tmp_path):
+  """Before the settings a flow ignores were refused, config.json had every
+  field, e.g. num_scales for a 2-D run."""
+  config = experiment.resolve(small_config(tmp_path)).config
+  config.save(str(tmp_path))
+  path = tmp_path / 'config.json'
+  path.write_text(json.dumps(dict(json.loads(path.read_text()), num_scales=2,
+                                  num_res_blocks=8, num_filters=64,
+                                  image_size=32)))
+  loaded = experiment.load(str(tmp_path)).config
+  assert loaded == config
 
 
 def test_cifar10_mock_train_and_evaluate(tmp_path):
-  import evaluate  # pylint: disable=g-import-not-at-top
   model_dir = tmp_path / 'cifar'
   config = config_lib.Config(
       dataset='cifar10', model_dir=str(model_dir), batch_size=8,
       train_steps=4, num_scales=2, num_res_blocks=1, num_filters=4,
       eval_every=4, eval_batches=1, export=False)
   with tfds.testing.mock_data(num_examples=16):
-    result = trainer.train_and_evaluate(config)
+    result = train(config)
     assert result['step'] == 4 and result['bad_steps'] == 0
     assert 0. < result['test_bits_per_dim'] < 20.
     assert (model_dir / 'samples' / 'step_4.png').exists()
-    evaluation = evaluate.evaluate(str(model_dir), num_dequantizations=2,
-                                   eval_batches=1, temperature=0.5)
-  assert evaluation['step'] == 4
-  assert abs(evaluation['test_bits_per_dim'] - result['test_bits_per_dim']) < 0.5
+    evaluated = evaluation.evaluate(str(model_dir), num_dequantizations=2,
+                                    eval_batches=1, temperature=0.5)
+  assert evaluated['step'] == 4
+  assert abs(evaluated['test_bits_per_dim'] - result['test_bits_per_dim']) < 0.5
   assert (model_dir / 'samples' / 'step_4_t0.5.png').exists()
   assert json.loads((model_dir / 'eval.json').read_text())['num_dequantizations'] == 2
 
@@ -424,9 +485,9 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     process.kill()
   assert process.returncode != 0
   assert 'checkpoint saved' in stderr
-  _, _, step = trainer.restore_flow(str(model_dir))
+  _, _, step = evaluation.restore_flow(str(model_dir))
   assert step > 0
-  resumed = trainer.train_and_evaluate(small_config(
+  resumed = train(small_config(
       model_dir, num_coupling_layers=2, hidden_units=(16,), train_steps=step + 5,
       eval_every=100000, checkpoint_every=100000))
   assert resumed['step'] == step + 5

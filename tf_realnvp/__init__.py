@@ -1,20 +1,32 @@
-"""RealNVP normalizing flows (Dinh, Sohl-Dickstein, Bengio, ICLR 2017) in TFP."""
+"""RealNVP normalizing flows (Dinh, Sohl-Dickstein, Bengio, ICLR 2017) in TFP.
 
-from tf_realnvp import bijectors
-from tf_realnvp import flows
-from tf_realnvp import mode
-from tf_realnvp import networks
-from tf_realnvp import optimizers
-from tf_realnvp.dequantization import dequantize
-from tf_realnvp.distribution import RealNVP
-from tf_realnvp.distribution import couplings
-from tf_realnvp.distribution import weight_scale_l2
-from tf_realnvp.distribution import with_temperature
-from tf_realnvp.flows import make_flow
-from tf_realnvp.metrics import bits_per_dim
+The names below are imported on first use (PEP 562), so that
+`from tf_realnvp import console` does not import TensorFlow: the entry
+scripts set TensorFlow's C++ log level first, which it reads on import.
+"""
+
+import importlib
+
+# Name -> the module that defines it; the submodules are the names of `__all__`
+# not listed here.
+_DEFINED_IN = {
+    'RealNVP': 'distribution', 'couplings': 'distribution',
+    'weight_scale_l2': 'distribution', 'with_temperature': 'distribution',
+    'dequantize': 'dequantization', 'make_flow': 'flows',
+    'bits_per_dim': 'metrics',
+}
 
 __all__ = [
     'RealNVP', 'bijectors', 'bits_per_dim', 'couplings', 'dequantize',
-    'flows', 'make_flow', 'mode', 'networks', 'optimizers', 'weight_scale_l2',
-    'with_temperature',
+    'flows', 'make_flow', 'mode', 'networks', 'objective', 'optimizers',
+    'weight_scale_l2', 'with_temperature',
 ]
+
+
+def __getattr__(name):
+  if name not in __all__:
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+  if name in _DEFINED_IN:
+    return getattr(importlib.import_module(f'{__name__}.{_DEFINED_IN[name]}'),
+                   name)
+  return importlib.import_module(f'{__name__}.{name}')

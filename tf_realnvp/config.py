@@ -2,18 +2,15 @@
 
 `train.py` turns each field into an absl flag of the same name, and a run
 writes its config to `model_dir/config.json`, which `evaluate.py` and a
-resumed run read back.
+resumed run read back. A field left `None` takes a default that depends on
+the dataset or the flow; `tf_realnvp.experiment.resolve` checks the settings
+and fills those in. This module knows no model code.
 """
 
 import dataclasses
 import json
 import os
 from typing import Optional, Tuple
-
-from tf_realnvp.flows import COUPLING_FLOWS
-from tf_realnvp.flows import FLOWS
-from tf_realnvp.input_pipeline import TOY_DATASETS
-from tf_realnvp.optimizers import LR_DECAYS
 
 # Fields that fix the model, the data stream and the training recipe; a
 # resumed run keeps them. The learning rate and the averaging are included
@@ -32,14 +29,6 @@ DECAY_LENGTH_FIELDS = ('train_steps', 'epochs')
 # existed) meant then, whatever its default is now.
 ABSENT_FIELD_VALUES = dict(warmup_steps=0, lr_decay='none', lr_decay_floor=0.,
                            ema_decay=0., batch_norm='none')
-# The recipe of RealNVP on 2-D data: on 8gaussians (6000 steps of 256
-# points) it ends 0.08 nats above the exact entropy, against 0.20 for the
-# image recipe (1e-3, constant); 1e-2 measured best of 1e-3 to 2e-2 (issue 12).
-TOY_RECIPE = dict(learning_rate=1e-2, warmup_steps=200, lr_decay='cosine')
-# The paper's recipe (Adam at 1e-3), for images and the other flows.
-PAPER_RECIPE = dict(learning_rate=1e-3, warmup_steps=0, lr_decay='none')
-# Where batch normalization goes (Dinh et al. 2017, Sec. 3.7).
-BATCH_NORMS = ('none', 'networks', 'couplings', 'both')
 
 
 def _field(default, help_text):
@@ -59,22 +48,31 @@ class Config:
       None, 'tensorflow-datasets data directory (default: ~/tensorflow_datasets).')
   download: bool = _field(
       True, 'Download a tensorflow-datasets dataset that is not in --data_dir.')
-  image_size: int = _field(32, 'celeb_a: side of the centre-cropped square.')
+  image_size: Optional[int] = _field(
+      None, 'celeb_a: side of the centre-cropped square (default: 32).')
   random_flip: bool = _field(True, 'Images: random horizontal flips in training.')
 
-  # Model: tf_realnvp.RealNVP arguments, or tf_realnvp.make_flow's on 2-D data.
+  # Model: settings of tf_realnvp.make_flow; unset, the flow's own default.
+  # A setting the chosen flow would not use is refused.
   flow: str = _field(
       'realnvp', 'realnvp (affine couplings), nice (additive couplings) or '
       'glow (actnorm, invertible 1x1 convolution, affine coupling) on any '
       'data; maf, iaf or ffjord on 2-D data only.')
-  num_scales: int = _field(2, 'Images: scales of the multi-scale architecture.')
-  num_res_blocks: int = _field(8, 'Images: residual blocks per s/t network.')
-  num_filters: int = _field(64, 'Images: feature maps at the first scale.')
-  num_coupling_layers: int = _field(
-      8, 'Vectors: couplings (realnvp, nice, glow) or MADE layers (maf, iaf).')
-  hidden_units: Tuple[int, ...] = _field(
-      (128, 128), 'Vectors: hidden widths of the s/t MLPs (of MADE for '
-      'maf/iaf, of the ODE network for ffjord).')
+  num_scales: Optional[int] = _field(
+      None, 'Images: scales of the multi-scale architecture (default: 2, the '
+      'paper\'s CIFAR-10 model).')
+  num_res_blocks: Optional[int] = _field(
+      None, 'Images: residual blocks per s/t network (default: 8, the '
+      'paper\'s CIFAR-10 model).')
+  num_filters: Optional[int] = _field(
+      None, 'Images: feature maps at the first scale (default: 64, the '
+      'paper\'s CIFAR-10 model).')
+  num_coupling_layers: Optional[int] = _field(
+      None, 'Vectors: couplings (realnvp, nice, glow; default 8) or MADE '
+      'layers (maf, iaf; default 5).')
+  hidden_units: Optional[Tuple[int, ...]] = _field(
+      None, 'Vectors: hidden widths of the s/t MLPs (default 128,128), of '
+      'MADE (maf, iaf; 128,128) or of the ODE network (ffjord; 64,64,64).')
   batch_norm: str = _field(
       'none', 'Batch normalization (Dinh et al. 2017, Sec. 3.7): none; '
       'networks (inside the s/t ResNets, images); couplings (the paper\'s '
@@ -91,12 +89,15 @@ class Config:
       None, 'Global batch size, split across replicas (default: 64 for '
       'images as in the paper, 256 for 2-D data).')
   train_steps: Optional[int] = _field(
-      None, 'Steps to train (default: --epochs, else 6000 for 2-D data).')
-  epochs: Optional[float] = _field(None, 'Epochs to train, if --train_steps is unset.')
+      None, 'Steps to train (default: --epochs, else 6000 for 2-D data, '
+      'measured in BENCHMARKS.md).')
+  epochs: Optional[float] = _field(
+      None, 'Epochs to train, if --train_steps is unset (default for images: '
+      '100, as the PyTorch reference implementation, chrischute/real-nvp).')
   learning_rate: Optional[float] = _field(
       None, 'Adam learning rate, after the warmup and before any decay '
-      '(default: 1e-2 for realnvp on 2-D data, see TOY_RECIPE; else 1e-3, '
-      'the paper\'s).')
+      '(default: 1e-2 for realnvp on 2-D data, measured in BENCHMARKS.md; '
+      'else 1e-3, the paper\'s).')
   warmup_steps: Optional[int] = _field(
       None, 'Raise the learning rate linearly from 0 to --learning_rate over '
       'this many updates (default: 200 for realnvp on 2-D data, else 0).')
@@ -143,52 +144,8 @@ class Config:
 
   def __post_init__(self):
     # From flags or JSON, hidden widths arrive as a list (of strings).
-    self.hidden_units = tuple(int(units) for units in self.hidden_units)
-    if self.batch_size is None:
-      self.batch_size = 256 if self.dataset in TOY_DATASETS else 64
-    recipe = (TOY_RECIPE if self.dataset in TOY_DATASETS
-              and self.flow == 'realnvp' else PAPER_RECIPE)
-    for name, default in recipe.items():
-      if getattr(self, name) is None:
-        setattr(self, name, default)
-    allowed = FLOWS if self.dataset in TOY_DATASETS else COUPLING_FLOWS
-    if self.flow not in allowed:
-      raise ValueError(
-          f'--flow={self.flow} is not available for {self.dataset}: choose '
-          f'one of {", ".join(allowed)}.')
-    if self.mixed_precision and self.flow not in COUPLING_FLOWS:
-      raise ValueError(
-          f'--mixed_precision applies to the coupling networks of '
-          f'{", ".join(COUPLING_FLOWS)}, not to --flow={self.flow}.')
-    if self.batch_norm not in BATCH_NORMS:
-      raise ValueError(f'--batch_norm must be one of {", ".join(BATCH_NORMS)}, '
-                       f'got {self.batch_norm!r}.')
-    if self.batch_norm != 'none' and self.flow not in COUPLING_FLOWS:
-      raise ValueError(
-          f'--batch_norm applies to the couplings of '
-          f'{", ".join(COUPLING_FLOWS)}, not to --flow={self.flow}.')
-    if (self.batch_norm in ('networks', 'both')
-        and self.dataset in TOY_DATASETS):
-      raise ValueError(
-          f'--batch_norm={self.batch_norm} normalizes inside the ResNets of '
-          'image flows; for 2-D data use --batch_norm=couplings.')
-    if self.warmup_steps < 0:
-      raise ValueError(f'--warmup_steps must be >= 0, got {self.warmup_steps}.')
-    if self.lr_decay not in LR_DECAYS:
-      raise ValueError(f'--lr_decay must be one of {", ".join(LR_DECAYS)}, '
-                       f'got {self.lr_decay!r}.')
-    if not 0. <= self.lr_decay_floor <= 1.:
-      raise ValueError('--lr_decay_floor is a fraction of --learning_rate in '
-                       f'[0, 1], got {self.lr_decay_floor}.')
-    if not 0. <= self.ema_decay < 1.:
-      raise ValueError('--ema_decay must be in [0, 1) (0: no averaging), got '
-                       f'{self.ema_decay}.')
-    if (self.lr_decay != 'none' and self.train_steps is not None and
-        self.warmup_steps >= self.train_steps):
-      raise ValueError(
-          f'--lr_decay={self.lr_decay} decays after the warmup: '
-          f'--warmup_steps={self.warmup_steps} leaves none of the '
-          f'--train_steps={self.train_steps}.')
+    if self.hidden_units is not None:
+      self.hidden_units = tuple(int(units) for units in self.hidden_units)
 
   def save(self, model_dir):
     """Writes the config as `model_dir/config.json`."""
@@ -209,17 +166,3 @@ class Config:
           f'{path} not found: is {model_dir} the --model_dir of a training run?')
     with open(path) as f:
       return cls(**{**ABSENT_FIELD_VALUES, **json.load(f)})
-
-  def check_resumable_from(self, saved):
-    """Raises if `saved` (the run on disk) has another model, data stream or
-    training recipe."""
-    names = RESUME_FIELDS + (
-        DECAY_LENGTH_FIELDS if saved.lr_decay != 'none' else ())
-    changed = [name for name in names
-               if getattr(self, name) != getattr(saved, name)]
-    if changed:
-      details = ', '.join(f'{n}: {getattr(saved, n)!r} on disk, '
-                          f'{getattr(self, n)!r} asked' for n in changed)
-      raise ValueError(
-          f'The run in {self.model_dir} has other settings ({details}). '
-          'Use another --model_dir, or the same settings to resume it.')

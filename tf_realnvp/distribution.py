@@ -122,7 +122,7 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
                   validate_args=validate_args, **(conditioner_options or {}))
   with tf.name_scope(name):
     if len(event_shape) == 3:
-      _check_scales(event_shape, num_scales)
+      check_scales(event_shape, num_scales)
       layers = [
           LogitPreprocessing(alpha=alpha, dtype=dtype,
                              validate_args=validate_args),
@@ -137,12 +137,27 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
           for i in range(num_coupling_layers)]
     if coupling == 'additive':
       layers.append(_diagonal_scaling(event_shape, dtype))
-    data_to_latent = _sequence(layers)
-    base = tfd.Sample(tfd.Normal(tf.zeros([], dtype), tf.ones([], dtype)),
-                      sample_shape=event_shape)
-    return tfd.TransformedDistribution(
-        base, tfb.Invert(data_to_latent), validate_args=validate_args,
-        name=name)
+    return from_data_to_latent(layers, event_shape, dtype,
+                               validate_args=validate_args, name=name)
+
+
+def from_data_to_latent(layers, event_shape, dtype=tf.float32,
+                        validate_args=False, name=None):
+  """The flow whose data-to-latent map applies `layers` in list order.
+
+      log p(x) = log N(f(x); 0, I) + log|det df/dx|,   f = layers[-1] o ... o layers[0]
+
+  Every bijector of `tf_realnvp.bijectors` maps data to latent in `forward`,
+  as the paper writes its equations; TFP's distributions sample through
+  `bijector.forward`, so the flow's bijector is `Invert(f)`. Every flow of
+  this package is built here, RealNVP as well as the flows it is compared
+  with (whose TFP bijectors enter `layers` as `tfb.Invert(...)`).
+  """
+  base = tfd.Sample(tfd.Normal(tf.zeros([], dtype), tf.ones([], dtype)),
+                    sample_shape=event_shape)
+  return tfd.TransformedDistribution(
+      base, tfb.Invert(_sequence(layers)), validate_args=validate_args,
+      name=name)
 
 
 def with_temperature(flow, temperature):
@@ -255,7 +270,8 @@ def _check_event_shape(event_shape):
   return event_shape
 
 
-def _check_scales(event_shape, num_scales):
+def check_scales(event_shape, num_scales):
+  """Raises if images of `event_shape` `(H, W, C)` cannot take `num_scales`."""
   height, width, _ = event_shape
   if num_scales < 1:
     raise ValueError(f'num_scales must be at least 1, got {num_scales}.')

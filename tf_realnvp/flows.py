@@ -1,21 +1,20 @@
-"""RealNVP and the flows it is compared with, for vector data, as TFP distributions.
+"""Every kind of flow the project builds, in one registry: `FLOWS`, `make_flow`.
 
 `make_flow(kind, event_shape, **settings)` returns, for every kind, a
-`tfd.TransformedDistribution` of a standard Normal through a bijector, the
-same kind of object as `tf_realnvp.RealNVP`: `log_prob`, `sample`,
+`tfd.TransformedDistribution` of a standard Normal through a bijector, built
+by `tf_realnvp.distribution.from_data_to_latent`: `log_prob`, `sample`,
 `trainable_variables`, checkpoints and the SavedModel export
-(`tf_realnvp.export`) treat them all alike. TFP's bijectors map base samples to data, so
-`flow.bijector.forward` samples and `flow.bijector.inverse` is the
-data-to-latent map of the density.
+(`tf_realnvp.export`) treat them all alike. Each kind lists the settings it
+takes (`FlowKind`); one it would ignore is refused.
 
-| kind      | flow                                         | fast direction |
-|-----------|----------------------------------------------|----------------|
-| `realnvp` | affine couplings (Dinh et al. 2017)          | both           |
-| `nice`    | additive couplings (Dinh et al. 2015)        | both           |
-| `maf`     | masked autoregressive (Papamakarios 2017)    | density        |
-| `iaf`     | inverse autoregressive (Kingma et al. 2016)  | sampling       |
-| `glow`    | actnorm, 1x1 mixing, coupling (Kingma 2018)  | both           |
-| `ffjord`  | continuous-time ODE (Grathwohl et al. 2019)  | neither        |
+| kind      | flow                                         | data            | fast direction |
+|-----------|----------------------------------------------|-----------------|----------------|
+| `realnvp` | affine couplings (Dinh et al. 2017)          | images, vectors | both           |
+| `nice`    | additive couplings (Dinh et al. 2015)        | images, vectors | both           |
+| `glow`    | actnorm, 1x1 mixing, coupling (Kingma 2018)  | images, vectors | both           |
+| `maf`     | masked autoregressive (Papamakarios 2017)    | vectors         | density        |
+| `iaf`     | inverse autoregressive (Kingma et al. 2016)  | vectors         | sampling       |
+| `ffjord`  | continuous-time ODE (Grathwohl et al. 2019)  | vectors         | neither        |
 
 Initial weights come from the global random state of TensorFlow and Keras:
 `keras.utils.set_random_seed(seed)` before `make_flow` makes a flow
@@ -23,13 +22,16 @@ reproducible. The autoregressive and ODE networks are TFP's `tf_keras`
 layers; the couplings use this package's Keras 3 conditioners.
 """
 
+import dataclasses
 import functools
+from typing import Callable, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
 from tf_realnvp.distribution import RealNVP
+from tf_realnvp.distribution import from_data_to_latent
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -57,15 +59,18 @@ def coupling_flow(dims, coupling='affine', step='realnvp', num_layers=8,
   Dhariwal, Glow: Generative Flow with Invertible 1x1 Convolutions, NeurIPS
   2018, https://arxiv.org/abs/1807.03039.
   """
-  if step == 'glow':
-    name = 'glow'
-  else:
-    name = 'nice' if coupling == 'additive' else 'realnvp'
   return RealNVP((dims,), num_coupling_layers=num_layers,
                  hidden_units=hidden_units, coupling=coupling, step=step,
                  batch_norm_couplings=batch_norm_couplings, dtype=dtype,
                  network_dtype=network_dtype, validate_args=validate_args,
-                 name=name)
+                 name=coupling_flow_name(coupling, step))
+
+
+def coupling_flow_name(coupling='affine', step='realnvp'):
+  """'realnvp', 'nice' or 'glow': the name of the flow these choices make."""
+  if step == 'glow':
+    return 'glow'
+  return 'nice' if coupling == 'additive' else 'realnvp'
 
 
 def masked_autoregressive_flow(dims, num_layers=5, hidden_units=(128, 128),
@@ -94,18 +99,19 @@ def masked_autoregressive_flow(dims, num_layers=5, hidden_units=(128, 128),
   Variational Inference with Inverse Autoregressive Flow, NeurIPS 2016,
   https://arxiv.org/abs/1606.04934.
   """
-  noise_to_data = []
+  layers = []  # Data to latent.
   for i in range(num_layers):
     if i:
-      noise_to_data.append(tfb.Permute(list(reversed(range(dims)))))
+      layers.append(tfb.Permute(list(reversed(range(dims)))))
     made = tfb.AutoregressiveNetwork(
         params=2, event_shape=(dims,), hidden_units=list(hidden_units),
         activation='relu', dtype=dtype)
     made(tf.zeros((1, dims), dtype))  # Creates the weights now.
-    noise_to_data.append(tfb.MaskedAutoregressiveFlow(made))
-  bijector = tfb.Chain(noise_to_data[::-1])  # Chain applies the last first.
-  return _flow(tfb.Invert(bijector) if inverse else bijector, dims, dtype,
-               'iaf' if inverse else 'maf')
+    # TFP's MAF maps noise to data in `forward`.
+    maf = tfb.MaskedAutoregressiveFlow(made)
+    layers.append(maf if inverse else tfb.Invert(maf))
+  return from_data_to_latent(layers, (dims,), dtype,
+                             name='iaf' if inverse else 'maf')
 
 
 def ffjord_flow(dims, hidden_units=(64, 64, 64), dtype=tf.float32, rtol=1e-3,
@@ -131,7 +137,9 @@ def ffjord_flow(dims, hidden_units=(64, 64, 64), dtype=tf.float32, rtol=1e-3,
       state_time_derivative_fn=TimeConditionedMLP(dims, hidden_units, dtype),
       ode_solve_fn=solver.solve,
       trace_augmentation_fn=tfb.ffjord.trace_jacobian_exact, dtype=dtype)
-  return _flow(bijector, dims, dtype, 'ffjord')
+  # TFP's FFJORD maps noise to data in `forward`.
+  return from_data_to_latent([tfb.Invert(bijector)], (dims,), dtype,
+                             name='ffjord')
 
 
 class TimeConditionedMLP(tf.Module):
@@ -154,54 +162,98 @@ class TimeConditionedMLP(tf.Module):
     return tf.reshape(derivative, tf.shape(state))
 
 
-# Flows built by `tf_realnvp.RealNVP`, for images as well as vectors, and the
-# `RealNVP` arguments that make each.
-COUPLING_FLOWS = {
-    'realnvp': {},
-    'nice': dict(coupling='additive'),
-    'glow': dict(step='glow'),
-}
+@dataclasses.dataclass(frozen=True)
+class FlowKind:
+  """A kind of flow: how to build it on vectors and, if it can, on images.
 
+  Each builder takes the event shape's size (`D`, vectors) or the event shape
+  (`(H, W, C)`, images) and keyword settings; `*_settings` name the settings
+  it accepts, so that one it would not use is refused rather than ignored.
+  """
+  vectors: Callable[..., tfd.Distribution]
+  vector_settings: Tuple[str, ...]
+  images: Optional[Callable[..., tfd.Distribution]] = None
+  image_settings: Tuple[str, ...] = ()
+
+  def settings(self, event_shape):
+    """The settings this kind accepts for events of `event_shape`."""
+    return self.image_settings if len(event_shape) == 3 else self.vector_settings
+
+
+_COUPLING_VECTOR_SETTINGS = ('num_layers', 'hidden_units',
+                             'batch_norm_couplings', 'dtype', 'network_dtype',
+                             'validate_args')
+_COUPLING_IMAGE_SETTINGS = ('num_scales', 'num_res_blocks', 'num_filters',
+                            'batch_norm_couplings',
+                            'double_filters_at_squeeze', 'conditioner_options',
+                            'alpha', 'dtype', 'network_dtype', 'validate_args')
+
+
+def _coupling_kind(**choices):
+  """RealNVP (no `choices`), NICE or Glow: `RealNVP(coupling=, step=)`."""
+  return FlowKind(
+      vectors=functools.partial(coupling_flow, **choices),
+      vector_settings=_COUPLING_VECTOR_SETTINGS,
+      images=functools.partial(RealNVP, name=coupling_flow_name(**choices),
+                               **choices),
+      image_settings=_COUPLING_IMAGE_SETTINGS)
+
+
+# Every kind of flow, for images and vectors: `make_flow` builds them.
 FLOWS = {
-    'realnvp': coupling_flow,
-    'nice': functools.partial(coupling_flow, **COUPLING_FLOWS['nice']),
-    'maf': masked_autoregressive_flow,
-    'iaf': functools.partial(masked_autoregressive_flow, inverse=True),
-    'glow': functools.partial(coupling_flow, **COUPLING_FLOWS['glow']),
-    'ffjord': ffjord_flow,
+    'realnvp': _coupling_kind(),
+    'nice': _coupling_kind(coupling='additive'),
+    'maf': FlowKind(masked_autoregressive_flow,
+                    ('num_layers', 'hidden_units', 'dtype')),
+    'iaf': FlowKind(
+        functools.partial(masked_autoregressive_flow, inverse=True),
+        ('num_layers', 'hidden_units', 'dtype')),
+    'glow': _coupling_kind(step='glow'),
+    'ffjord': FlowKind(ffjord_flow, ('hidden_units', 'dtype', 'rtol', 'atol')),
 }
 
 
 def make_flow(kind, event_shape=(2,), **settings):
-  """A flow of the given kind over vectors of `event_shape = (D,)`.
+  """A flow of the given kind over vectors `(D,)` or images `(H, W, C)`.
 
   Args:
-    kind: one of `FLOWS`: 'realnvp', 'nice', 'maf', 'iaf', 'glow', 'ffjord'.
-    event_shape: `(D,)`, `D >= 2`.
-    **settings: keyword arguments of the kind's builder in this module:
-      `num_layers`, `hidden_units`, `dtype`; for 'realnvp', 'nice' and
-      'glow' also `network_dtype` and `validate_args`; for 'ffjord'
-      `hidden_units`, `dtype`, `rtol`, `atol`.
+    kind: one of `FLOWS`: 'realnvp', 'nice', 'maf', 'iaf', 'glow', 'ffjord';
+      images take 'realnvp', 'nice' and 'glow' (`tf_realnvp.RealNVP`'s
+      multi-scale architecture).
+    event_shape: `(D,)` with `D >= 2`, or `(H, W, C)`.
+    **settings: keyword arguments of the kind's builder, as listed by
+      `FLOWS[kind].settings(event_shape)`: for vectors `num_layers`,
+      `hidden_units`, `dtype`; for 'realnvp', 'nice' and 'glow' also
+      `batch_norm_couplings`, `network_dtype` and `validate_args`; for
+      'ffjord' `hidden_units`, `dtype`, `rtol`, `atol`; for images the
+      arguments of `tf_realnvp.RealNVP` (`num_scales`, `num_res_blocks`,
+      `num_filters`, ...).
 
   Returns:
-    A `tfd.TransformedDistribution` over a standard Normal, event shape
-    `(D,)`.
+    A `tfd.TransformedDistribution` over a standard Normal with event shape
+    `event_shape`.
 
   Raises:
-    ValueError: for an unknown kind or an event shape that is not `(D,)`.
+    ValueError: for an unknown kind, an event shape the kind cannot model, or
+      a setting it does not take.
   """
   if kind not in FLOWS:
     raise ValueError(f'kind must be one of {tuple(FLOWS)}, got {kind!r}.')
   event_shape = tuple(event_shape)
-  if len(event_shape) != 1 or event_shape[0] < 2:
+  flow_kind = FLOWS[kind]
+  if len(event_shape) == 3 and flow_kind.images is not None:
+    build = flow_kind.images
+  elif len(event_shape) == 1 and event_shape[0] >= 2:
+    build = lambda shape, **kwargs: flow_kind.vectors(int(shape[0]), **kwargs)
+  else:
+    images = ' or images (H, W, C)' if flow_kind.images else ''
     raise ValueError(
-        f'make_flow builds flows of vectors, event_shape=(D,) with D >= 2; '
-        f'got {event_shape}.')
-  return FLOWS[kind](int(event_shape[0]), **settings)
-
-
-def _flow(bijector, dims, dtype, name):
-  """Standard Normal on `dims` entries, through `bijector` (noise to data)."""
-  base = tfd.Sample(tfd.Normal(tf.zeros([], dtype), tf.ones([], dtype)),
-                    sample_shape=[dims])
-  return tfd.TransformedDistribution(base, bijector, name=name)
+        f'{kind} builds flows of vectors, event_shape=(D,) with D >= 2'
+        f'{images}; got {event_shape}.')
+  unknown = sorted(set(settings) - set(flow_kind.settings(event_shape)))
+  if unknown:
+    raise ValueError(
+        f'{kind} on events of shape {event_shape} does not take '
+        f'{", ".join(unknown)}; it takes '
+        f'{", ".join(flow_kind.settings(event_shape))}.')
+  return build(event_shape, **settings)

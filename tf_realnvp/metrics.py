@@ -1,10 +1,9 @@
 """Bits per dimension, the likelihood figure image density models report."""
 
-import math
-
 import tensorflow as tf
 
 from tf_realnvp.dequantization import dequantize
+from tf_realnvp.objective import nats_to_bits_per_dim
 
 
 def bits_per_dim(flow, images, seed):
@@ -38,4 +37,4 @@ def bits_per_dim(flow, images, seed):
     raise ValueError(f'Images of shape {images.shape} do not end in the '
                      f"flow's event shape {event_shape}.")
   x = tf.cast(dequantize(images, seed), flow.dtype)
-  return -flow.log_prob(x) / (event_shape.num_elements() * math.log(2.))
+  return nats_to_bits_per_dim(-flow.log_prob(x), event_shape)

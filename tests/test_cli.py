@@ -1,0 +1,104 @@
+"""train.py and evaluate.py as a user runs them: errors, defaults, console."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from tf_realnvp import config as config_lib
+from tf_realnvp import experiment
+from tf_realnvp import trainer
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A line of TensorFlow's C++ logging ("I0000 00:00:17... port.cc:153] ...")
+# or absl's banner before it.
+CPP_LOG_LINE = re.compile(r'^[IWEF]\d{4} |absl::InitializeLog', re.MULTILINE)
+
+
+def run(args, tmp_path, timeout=300, **kwargs):
+  """Runs a script of the repository as a user would, TensorFlow's log level
+  untouched, datasets looked up in an empty folder."""
+  env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
+  env['TFDS_DATA_DIR'] = str(tmp_path / 'tensorflow_datasets')
+  return subprocess.run([sys.executable] + args, cwd=REPO_ROOT, text=True,
+                        timeout=timeout, env=env,
+                        **{'capture_output': True, **kwargs})
+
+
+@pytest.mark.parametrize('args, message', [
+    (['train.py', '--dataset=nosuch'], 'dataset=nosuch: value should be one of'),
+    (['train.py', '--num_scales=3'],
+     '--num_scales does not apply to realnvp on moons'),
+    # The data are not on disk: reading them would fail otherwise.
+    (['train.py', '--dataset=cifar10', '--num_scales=6', '--download=false'],
+     '--num_scales: 32x32 images are too small for num_scales=6'),
+    (['train.py', '--dataset=mnist', '--hidden_units=8', '--download=false'],
+     '--hidden_units does not apply to realnvp on mnist'),
+    (['evaluate.py', '--model_dir=nowhere', '--temperature=0'],
+     '--temperature must be positive'),
+])
+def test_a_bad_setting_is_one_line_and_exit_code_2_before_any_data(
+    tmp_path, args, message):
+  result = run(args, tmp_path)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.startswith('error: ') and message in result.stderr
+  assert result.stderr.count('\n') == 1, result.stderr
+
+
+def test_the_headline_command_reaches_the_dataset_message(tmp_path):
+  """`python train.py --dataset=cifar10` with no data on disk and no internet
+  says how to provide the data, without a traceback."""
+  result = run(['train.py', '--dataset=cifar10'], tmp_path)
+  assert result.returncode == 1
+  assert "'cifar10' is not prepared" in result.stderr
+  assert 'tfds build cifar10' in result.stderr
+  assert 'Traceback' not in result.stderr
+
+
+def test_the_headline_command_trains_for_the_default_length(
+    tmp_path, monkeypatch):
+  """With the data (mocked) and no length given, CIFAR-10 trains 100 epochs:
+  interrupted after its first step, the run on disk says so."""
+  config = config_lib.Config(dataset='cifar10', model_dir=str(tmp_path),
+                             num_res_blocks=1, num_filters=4)
+  steps_taken = []
+  take_step = trainer.Training._train_step
+
+  def one_step_then_interrupt(self):
+    if steps_taken:
+      raise KeyboardInterrupt
+    steps_taken.append(self.num_steps)
+    return take_step(self)
+  monkeypatch.setattr(trainer.Training, '_train_step', one_step_then_interrupt)
+  with tfds.testing.mock_data(num_examples=2 * experiment.IMAGE_BATCH_SIZE):
+    with pytest.raises(KeyboardInterrupt):
+      trainer.train_and_evaluate(experiment.resolve(config))
+  assert steps_taken == [100 * 2]  # 100 epochs of 2 batches.
+  saved = json.loads((tmp_path / 'config.json').read_text())
+  assert (saved['epochs'], saved['batch_size']) == (100, 64)
+  latest = tf.train.latest_checkpoint(str(tmp_path / 'checkpoints'))
+  assert latest.endswith('ckpt-1')
+
+
+def test_output_to_a_file_is_plain_lines_without_tensorflow_logs(tmp_path):
+  model_dir = tmp_path / 'run'
+  with open(tmp_path / 'stdout.txt', 'w') as stdout:
+    result = run(['train.py', '--dataset=8gaussians', '--train_steps=40',
+                  '--warmup_steps=5', '--eval_every=40',
+                  '--num_coupling_layers=2', '--hidden_units=8',
+                  f'--model_dir={model_dir}'],
+                 tmp_path, capture_output=False, stdout=stdout,
+                 stderr=subprocess.PIPE)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert (model_dir / 'saved_model').exists()  # The export logs the most.
+  printed = (tmp_path / 'stdout.txt').read_text()
+  assert printed.startswith('step  0/40') and 'step=40' in printed
+  assert '\x1b' not in printed and '\r' not in printed and '\b' not in printed
+  assert not CPP_LOG_LINE.search(printed + result.stderr), (
+      printed + result.stderr)
+  assert result.stderr == ''

@@ -1,0 +1,331 @@
+"""One place decides the run: `resolve(config)` checks it and returns what it needs.
+
+`train.py` and `evaluate.py` hand their `Config` to `resolve` before any
+data is read; it checks every setting, fills in the defaults that depend on
+the dataset and the flow, and returns an `Experiment`: the completed config,
+the dataset's facts (`Data`: event shape, image or vector, the figure it
+reports), the flow factory and the objective. Nothing downstream asks "is
+this an image dataset?" again.
+"""
+
+import dataclasses
+import inspect
+import math
+import os
+from typing import Tuple
+
+from tf_realnvp import config as config_lib
+from tf_realnvp import distribute
+from tf_realnvp import flows
+from tf_realnvp import input_pipeline
+from tf_realnvp import objective
+from tf_realnvp import optimizers
+from tf_realnvp.distribution import check_scales
+
+
+class ConfigError(ValueError):
+  """A setting that cannot work; the message names it and what to do."""
+
+
+# The values each enumerated setting takes.
+CHOICES = dict(
+    dataset=input_pipeline.TOY_DATASETS + input_pipeline.IMAGE_DATASETS,
+    flow=tuple(flows.FLOWS),
+    batch_norm=('none', 'networks', 'couplings', 'both'),
+    lr_decay=optimizers.LR_DECAYS,
+    strategy=distribute.STRATEGIES,
+)
+
+# Defaults that depend on the data, with their sources.
+# Images: the paper's batch size (Dinh et al. 2017, Sec. 4.1) and the
+# PyTorch reference implementation's training length (chrischute/real-nvp,
+# `--num_epochs=100`), evaluating once per epoch.
+IMAGE_BATCH_SIZE = 64
+IMAGE_EPOCHS = 100
+# 2-D data: 6000 steps of 256 points, 1000 steps between evaluations; on
+# 8gaussians the TOY_RECIPE then ends 0.08 nats above the exact entropy in
+# under 2 minutes on 2 CPU cores (BENCHMARKS.md).
+VECTOR_BATCH_SIZE = 256
+VECTOR_TRAIN_STEPS = 6000
+VECTOR_EVAL_EVERY = 1000
+# The recipe of RealNVP on 2-D data: on 8gaussians it ends 0.08 nats above
+# the exact entropy, against 0.20 for the paper's recipe (1e-3, constant);
+# 1e-2 measured best of 1e-3 to 2e-2 (BENCHMARKS.md).
+TOY_RECIPE = dict(learning_rate=1e-2, warmup_steps=200, lr_decay='cosine')
+# The paper's recipe (Adam at 1e-3), for images and the other flows.
+PAPER_RECIPE = dict(learning_rate=1e-3, warmup_steps=0, lr_decay='none')
+# celeb_a's side when --image_size is not given.
+DEFAULT_IMAGE_SIZE = 32
+
+# Config fields that shape the network, and the `make_flow` setting each is.
+MODEL_FIELDS = dict(num_scales='num_scales', num_res_blocks='num_res_blocks',
+                    num_filters='num_filters',
+                    num_coupling_layers='num_layers',
+                    hidden_units='hidden_units')
+# Settings that must be at least 1, and those that must be at least 0.
+AT_LEAST_ONE = ('batch_size', 'train_steps', 'num_scales', 'num_res_blocks',
+                'num_filters', 'num_coupling_layers', 'log_every',
+                'eval_every', 'checkpoint_every', 'keep_checkpoints',
+                'eval_batches', 'max_bad_steps', 'image_size')
+AT_LEAST_ZERO = ('warmup_steps', 'l2')
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+  """What a run needs to know about its dataset."""
+
+  name: str
+  event_shape: Tuple[int, ...]
+
+  @property
+  def is_image(self):
+    return len(self.event_shape) == 3
+
+  @property
+  def metric_name(self):
+    """Images report bits/dim, vectors the NLL in nats."""
+    return 'bits_per_dim' if self.is_image else 'nll_nats'
+
+  def metric(self, mean_nll):
+    """The reported figure of a mean NLL in nats per example."""
+    if self.is_image:
+      return objective.nats_to_bits_per_dim(mean_nll, self.event_shape)
+    return mean_nll
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """A checked run: its complete config, its data, its flow and its loss."""
+
+  config: config_lib.Config
+  data: Data
+
+  def flow_settings(self):
+    """The `make_flow` settings of the config's model."""
+    config = self.config
+    settings = {argument: getattr(config, field)
+                for field, argument in MODEL_FIELDS.items()
+                if getattr(config, field) is not None}
+    if config.batch_norm in ('couplings', 'both'):
+      settings['batch_norm_couplings'] = True
+    if config.batch_norm in ('networks', 'both'):
+      settings['conditioner_options'] = dict(batch_norm=True)
+    if config.mixed_precision:
+      settings['network_dtype'] = 'mixed_bfloat16'
+    if 'validate_args' in flows.FLOWS[config.flow].settings(
+        self.data.event_shape):
+      # XLA drops run-time checks anyway, and a batch with a NaN must reach
+      # the step to be skipped and counted; batches are checked statically.
+      settings['validate_args'] = False
+    return settings
+
+  def build_flow(self):
+    """A new flow of the config's kind, with fresh weights."""
+    return flows.make_flow(self.config.flow, self.data.event_shape,
+                           **self.flow_settings())
+
+  def loss(self, flow, x):
+    """`(loss, mean_nll)` of `objective.loss` with the config's L2."""
+    return objective.loss(flow, x, self.config.l2)
+
+  def dataset(self, split, seed_offset=0):
+    """Training batches (shuffled, repeated, flipped) or one pass over the
+    test split (`seed_offset` draws other dequantization noise)."""
+    config = self.config
+    train = split == 'train'
+    return input_pipeline.make_dataset(
+        config.dataset, split, config.batch_size,
+        seed=config.seed + seed_offset, data_dir=config.data_dir,
+        image_size=config.image_size or DEFAULT_IMAGE_SIZE,
+        download=config.download,
+        random_flip=train and config.random_flip and self.data.is_image,
+        shuffle=train, repeat=train, drop_remainder=train)
+
+  def steps_per_epoch(self):
+    """Training batches per pass over the training split (counts it)."""
+    examples = input_pipeline.num_examples(
+        self.config.dataset, 'train', data_dir=self.config.data_dir,
+        download=self.config.download)
+    return max(1, examples // self.config.batch_size)
+
+  def total_steps(self):
+    config = self.config
+    if config.train_steps is not None:
+      return config.train_steps
+    return math.ceil(config.epochs * self.steps_per_epoch())
+
+  def eval_interval(self):
+    """Steps between evaluations: --eval_every, else an epoch (images)."""
+    if self.config.eval_every is not None:
+      return self.config.eval_every
+    return self.steps_per_epoch()
+
+
+def load(model_dir):
+  """The `Experiment` of the run in `model_dir`, from its config.json.
+
+  Runs written before the settings a flow ignores were refused recorded
+  every field; those are dropped here.
+  """
+  saved = config_lib.Config.load(model_dir)
+  event_shape = _data(saved).event_shape
+  return resolve(dataclasses.replace(
+      saved, **{field: None for field in _unused_fields(saved, event_shape)}))
+
+
+def resolve(config):
+  """Checks `config` and completes it; returns the run's `Experiment`.
+
+  Reads no data: a bad setting fails here, before anything is loaded.
+
+  Raises:
+    ConfigError: for a setting that cannot work, with what to do instead.
+  """
+  _check_values(config)
+  data = _data(config)
+  defaults = dict(PAPER_RECIPE)
+  if data.is_image:
+    defaults.update(batch_size=IMAGE_BATCH_SIZE)
+    if config.train_steps is None and config.epochs is None:
+      defaults.update(epochs=IMAGE_EPOCHS)
+  else:
+    if config.flow == 'realnvp':
+      defaults.update(TOY_RECIPE)
+    defaults.update(batch_size=VECTOR_BATCH_SIZE, eval_every=VECTOR_EVAL_EVERY)
+    if config.train_steps is None and config.epochs is None:
+      defaults.update(train_steps=VECTOR_TRAIN_STEPS)
+  if config.dataset == 'celeb_a':
+    defaults.update(image_size=DEFAULT_IMAGE_SIZE)
+  resolved = dataclasses.replace(config, **{
+      name: value for name, value in defaults.items()
+      if getattr(config, name) is None})
+  if resolved.model_dir is None:
+    resolved.model_dir = os.path.join('runs', config.dataset)
+  _check_model(resolved, data)
+  resolved = dataclasses.replace(resolved,
+                                 **_model_defaults(resolved, data.event_shape))
+  _check_scales_fit(resolved, data)
+  _check_recipe(resolved)
+  return Experiment(resolved, data)
+
+
+def check_resumable(config, saved):
+  """Raises `ConfigError` if `saved` (the run on disk) has another model,
+  data stream or training recipe than `config`."""
+  names = config_lib.RESUME_FIELDS + (
+      config_lib.DECAY_LENGTH_FIELDS if saved.lr_decay != 'none' else ())
+  changed = [name for name in names
+             if getattr(config, name) != getattr(saved, name)]
+  if changed:
+    details = ', '.join(f'{n}: {getattr(saved, n)!r} on disk, '
+                        f'{getattr(config, n)!r} asked' for n in changed)
+    raise ConfigError(
+        f'The run in {config.model_dir} has other settings ({details}). '
+        'Use another --model_dir, or the same settings to resume it.')
+
+
+def _data(config):
+  return Data(config.dataset, tuple(input_pipeline.event_shape(
+      config.dataset, config.image_size or DEFAULT_IMAGE_SIZE)))
+
+
+def _unused_fields(config, event_shape):
+  """The fields `config` sets that its dataset and flow would not use."""
+  kind = flows.FLOWS[config.flow]
+  unused = [field for field, argument in MODEL_FIELDS.items()
+            if getattr(config, field) is not None
+            and argument not in kind.settings(event_shape)]
+  if config.image_size is not None and config.dataset != 'celeb_a':
+    unused.append('image_size')
+  return unused
+
+
+def _check_values(config):
+  for name, choices in CHOICES.items():
+    if getattr(config, name) not in choices + (None,):
+      raise ConfigError(f'--{name} must be one of {", ".join(choices)}; got '
+                        f'{getattr(config, name)!r}.')
+  for name in AT_LEAST_ONE:
+    value = getattr(config, name)
+    if value is not None and value < 1:
+      raise ConfigError(f'--{name} must be at least 1, got {value}.')
+  for name in AT_LEAST_ZERO:
+    value = getattr(config, name)
+    if value is not None and value < 0:
+      raise ConfigError(f'--{name} must be at least 0, got {value}.')
+  if config.hidden_units is not None and (
+      not config.hidden_units or min(config.hidden_units) < 1):
+    raise ConfigError('--hidden_units must be one or more widths of at least '
+                      f'1, got {",".join(map(str, config.hidden_units))!r}.')
+  for name in ('learning_rate', 'clip_norm', 'epochs'):
+    value = getattr(config, name)
+    if value is not None and not value > 0:
+      raise ConfigError(f'--{name} must be positive, got {value}.')
+
+
+def _check_model(config, data):
+  """Raises if the flow cannot model the data or would ignore a setting."""
+  kind = flows.FLOWS[config.flow]
+  what = f'{config.flow} on {config.dataset}'
+  if data.is_image and kind.images is None:
+    image_flows = ', '.join(name for name, other in flows.FLOWS.items()
+                            if other.images is not None)
+    raise ConfigError(f'--flow={config.flow} models vectors only; for '
+                      f'{config.dataset} choose one of {image_flows}.')
+  accepted = kind.settings(data.event_shape)
+  unused = _unused_fields(config, data.event_shape)
+  if 'image_size' in unused:
+    raise ConfigError('--image_size applies to celeb_a (the side of its '
+                      f'central crop), not to {config.dataset}; leave it '
+                      'unset.')
+  if unused:
+    raise ConfigError(f'--{unused[0]} does not apply to {what}; leave it '
+                      'unset.')
+  if config.batch_norm != 'none':
+    needs = ('conditioner_options' if config.batch_norm == 'networks'
+             else 'batch_norm_couplings')
+    if needs not in accepted or (config.batch_norm == 'both'
+                                 and 'conditioner_options' not in accepted):
+      raise ConfigError(
+          f'--batch_norm={config.batch_norm} does not apply to {what}'
+          + ('; for 2-D data use --batch_norm=couplings.'
+             if 'batch_norm_couplings' in accepted else '.'))
+  if config.mixed_precision and 'network_dtype' not in accepted:
+    raise ConfigError(f'--mixed_precision applies to the coupling networks of '
+                      f'realnvp, nice and glow, not to {what}.')
+
+
+def _check_scales_fit(config, data):
+  if data.is_image:
+    try:
+      check_scales(data.event_shape, config.num_scales)
+    except ValueError as error:
+      raise ConfigError(f'--num_scales: {error}') from None
+
+
+def _model_defaults(config, event_shape):
+  """The builder's defaults of the model fields the flow takes and `config`
+  leaves unset, so that config.json records the model that was built."""
+  kind = flows.FLOWS[config.flow]
+  builder = kind.images if len(event_shape) == 3 else kind.vectors
+  parameters = inspect.signature(builder).parameters
+  accepted = kind.settings(event_shape)
+  return {field: parameters[argument].default
+          for field, argument in MODEL_FIELDS.items()
+          if argument in accepted and getattr(config, field) is None}
+
+
+def _check_recipe(config):
+  if not 0. <= config.lr_decay_floor <= 1.:
+    raise ConfigError('--lr_decay_floor is a fraction of --learning_rate in '
+                      f'[0, 1], got {config.lr_decay_floor}.')
+  if not 0. <= config.ema_decay < 1.:
+    raise ConfigError('--ema_decay must be in [0, 1) (0: no averaging), got '
+                      f'{config.ema_decay}.')
+  if (config.lr_decay != 'none' and config.train_steps is not None and
+      config.warmup_steps >= config.train_steps):
+    raise ConfigError(
+        f'--lr_decay={config.lr_decay} decays after the warmup: '
+        f'--warmup_steps={config.warmup_steps} leaves none of the '
+        f'--train_steps={config.train_steps}: set fewer --warmup_steps, or '
+        '--lr_decay=none.')
