@@ -33,7 +33,6 @@ model, learning rate 3e-5, three seeds.) Writes
 """
 
 import json
-import math
 import os
 import time
 
@@ -48,6 +47,7 @@ from benchmarks import hardware
 from benchmarks import models
 from benchmarks import photo_patches
 import tf_realnvp
+from tf_realnvp import objective
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum('model', 'cifar10', list(models.ARCHITECTURES),
@@ -101,8 +101,8 @@ def train_run(name, precision, train_batches, test, initial_weights, seed):
   result = dict(
       run=name, precision=precision,
       test_bits_per_dim=test_bits_per_dim(flow.distribution, test, seed),
-      final_train_bits_per_dim=losses[-1] / (
-          np.prod(test.shape[1:]) * math.log(2.)),
+      final_train_bits_per_dim=objective.nats_to_bits_per_dim(
+          losses[-1], test.shape[1:]),
       train_images_per_second=(len(train_batches) - 1) * FLAGS.batch_size
       / seconds)
   logging.info('%s: %s', name, result)

@@ -29,7 +29,6 @@ Writes `quality.json` and `quality.md`.
 
 import hashlib
 import json
-import math
 import os
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import tensorflow as tf
 from benchmarks import hardware
 from benchmarks import photo_patches
 import tf_realnvp
+from tf_realnvp import objective
 from tf_realnvp import optimizers
 from tf_realnvp import trainer
 
@@ -130,7 +130,7 @@ def data(seed, tiles, test_patches, steps):
 def test_bits_per_dim(log_prob, test):
   nll = np.concatenate([-log_prob(test[i:i + EVAL_BATCH]).numpy()
                         for i in range(0, len(test), EVAL_BATCH)])
-  return float(nll.mean() / (np.prod(test.shape[1:]) * math.log(2.)))
+  return float(objective.nats_to_bits_per_dim(nll.mean(), test.shape[1:]))
 
 
 def train_ours(config, seed, train, test):
