@@ -25,9 +25,14 @@ from absl import flags
 from tf_realnvp import config as config_lib
 from tf_realnvp import experiment as experiment_lib
 from tf_realnvp import input_pipeline
+from tf_realnvp import model_dir
 from tf_realnvp import trainer
 
+# Exit codes: 0 done, 1 a problem with the data or the run directory, or a
+# diverged run; 2 a setting that cannot work; 130 stopped by a signal, with a
+# checkpoint saved.
 USAGE_ERROR = 2
+INTERRUPTED = 130
 
 
 def define_flags(config_class=config_lib.Config):
@@ -84,6 +89,10 @@ if __name__ == '__main__':
   define_flags()
   app.run(console.exit_on_errors(main, {
       experiment_lib.ConfigError: USAGE_ERROR,
+      trainer.TrainingInterrupted: INTERRUPTED,
       input_pipeline.DatasetUnavailableError: 1,
+      model_dir.ModelDirBusyError: 1,
+      model_dir.NoIntactCheckpointError: 1,
+      model_dir.SaveError: 1,
       trainer.TrainingDivergedError: 1,
   }), argv=ARGV, flags_parser=parse_flags)

@@ -111,3 +111,32 @@ def test_events_of_the_wrong_shape_are_rejected(shape):
     with pytest.raises(ValueError, match=re.escape('(4, 4, 2)') + '.*'
                        + re.escape(str(shape))):
       direction(tf.zeros(shape))
+
+
+@pytest.mark.parametrize('name, additive', [('checkerboard_even', False),
+                                            ('channel_first_half', True),
+                                            ('vector_5d', False)])
+def test_empty_batch_gives_empty_results_without_the_conditioner(name,
+                                                                 additive):
+  """No events, no network call: oneDNN's float32 convolution (TF 2.21)
+  hands back an empty input unchanged, with its own channel count. Traced
+  with an unknown batch size, the network runs only on a non-empty batch."""
+  mask = MASKS[name]
+  layer = bijector_checks.coupling(mask, additive=additive, dtype='float32')
+  calls = bijector_checks.record_conditioner_calls([layer])
+  empty = tf.zeros((0,) + mask.shape)
+  for y in (layer.forward(empty), layer.inverse(tf.identity(empty))):
+    assert y.shape == empty.shape
+  for log_det in (layer.forward_log_det_jacobian(tf.identity(empty),
+                                                 event_ndims=mask.ndim),
+                  layer.inverse_log_det_jacobian(tf.identity(empty),
+                                                 event_ndims=mask.ndim)):
+    assert log_det.shape == (0,) or additive and log_det.shape == ()
+  assert not calls
+  unknown_batch = tf.TensorSpec((None,) + mask.shape)
+  forward, inverse = (tf.function(f, input_signature=[unknown_batch])
+                      for f in (layer.forward, layer.inverse))
+  assert forward(empty).shape == inverse(empty).shape == empty.shape
+  x = tf.random.normal((2,) + mask.shape)
+  np.testing.assert_allclose(forward(x), layer.forward(tf.identity(x)),
+                             rtol=1e-6)

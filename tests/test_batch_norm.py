@@ -330,3 +330,25 @@ def test_invalid_arguments_raise(kwargs, message):
 def test_wrong_channel_count_raises():
   with pytest.raises(ValueError, match='expected 3 channels'):
     BatchNorm(3).forward(tf.zeros((2, 4, 4, 1)))
+
+
+@pytest.mark.parametrize('event_shape', [VECTOR, IMAGE], ids=EVENTS)
+def test_training_on_an_empty_batch_leaves_the_running_averages_unchanged(
+    event_shape):
+  """No examples, no statistics: the running averages stay (not NaN), and
+  the empty batch is transformed with them."""
+  norm = batch_norm(event_shape)
+  before = [norm.running_mean.numpy(), norm.running_variance.numpy()]
+  empty = tf.zeros((0,) + event_shape, tf.float64)
+  forward = tf.function(norm.forward, input_signature=[
+      tf.TensorSpec((None,) + event_shape, tf.float64)])
+  with mode.training():
+    assert norm.forward(empty).shape == empty.shape
+    assert forward(empty).shape == empty.shape
+    fldj = norm.forward_log_det_jacobian(tf.identity(empty),
+                                         event_ndims=len(event_shape))
+  np.testing.assert_array_equal(norm.running_mean, before[0])
+  np.testing.assert_array_equal(norm.running_variance, before[1])
+  _, expected = normalized(np.zeros((1,) + event_shape), *before,
+                           norm.epsilon)
+  np.testing.assert_allclose(fldj, expected, rtol=1e-12)

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -69,14 +70,13 @@ def test_the_headline_command_trains_for_the_default_length(
   steps_taken = []
   take_step = trainer.Training._train_step
 
-  def one_step_then_interrupt(self):
-    if steps_taken:
-      raise KeyboardInterrupt
+  def one_step_then_ctrl_c(self):
     steps_taken.append(self.num_steps)
+    os.kill(os.getpid(), signal.SIGINT)  # The run stops after this step.
     return take_step(self)
-  monkeypatch.setattr(trainer.Training, '_train_step', one_step_then_interrupt)
+  monkeypatch.setattr(trainer.Training, '_train_step', one_step_then_ctrl_c)
   with tfds.testing.mock_data(num_examples=2 * experiment.IMAGE_BATCH_SIZE):
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(trainer.TrainingInterrupted, match='SIGINT at step 1'):
       trainer.train_and_evaluate(experiment.resolve(config))
   assert steps_taken == [100 * 2]  # 100 epochs of 2 batches.
   saved = json.loads((tmp_path / 'config.json').read_text())

@@ -443,3 +443,38 @@ def test_weight_scale_l2_sums_the_squared_gains():
   gains = [v for v in nvp.trainable_variables if 'gain' in v.name]
   assert len(gains) == 4 * 2
   assert sum(g is not None for g in gradients) == len(gains)
+
+
+EMPTY_BATCH_FLOWS = {
+    'image': ((8, 8, 3), {}),
+    'vector': ((5,), {}),
+    'image_glow': ((8, 8, 3), dict(step='glow')),
+    'vector_glow': ((5,), dict(step='glow')),
+    'image_additive': ((8, 8, 3), dict(coupling='additive')),
+    'image_batch_norm': ((8, 8, 3), dict(
+        batch_norm_couplings=True, conditioner_options=dict(batch_norm=True))),
+    'vector_batch_norm': ((5,), dict(batch_norm_couplings=True)),
+}
+
+
+@pytest.mark.parametrize('name', sorted(EMPTY_BATCH_FLOWS))
+def test_empty_batches_give_empty_log_probs_and_samples(name):
+  """No events in, no results out: eagerly, traced with an unknown batch
+  size, and in training mode, where the flow's variables (ActNorm's
+  initialization, running averages) stay as they were."""
+  event_shape, settings = EMPTY_BATCH_FLOWS[name]
+  nvp = tf_realnvp.RealNVP(event_shape, **{**TINY, **settings})
+  empty = tf.zeros((0,) + event_shape)
+  before = [v.numpy() for v in nvp.variables]
+  log_prob = tf.function(nvp.log_prob, input_signature=[
+      tf.TensorSpec((None,) + event_shape)])
+  sample = tf.function(lambda n: nvp.sample(n), input_signature=[
+      tf.TensorSpec([], tf.int32)])
+  for results in ([nvp.log_prob(empty), nvp.sample(0)],
+                  [log_prob(empty), sample(0)]):
+    assert [r.shape for r in results] == [(0,), (0,) + event_shape]
+  with mode.training():
+    assert nvp.log_prob(empty).shape == (0,)
+  for old, new in zip(before, nvp.variables):
+    np.testing.assert_array_equal(new, old, err_msg=new.name)
+  assert log_prob(events(2, event_shape)).shape == (2,)

@@ -1,8 +1,11 @@
-"""SavedModel export: reloads and runs without tf_realnvp; written atomically."""
+"""SavedModel export: reloads and runs without tf_realnvp; checks its inputs;
+written atomically."""
 
 import os
+import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -89,5 +92,102 @@ def test_export_replaces_an_older_one(tmp_path):
   saved = [name for name, _ in tf.train.list_variables(
       os.path.join(export_dir, 'variables', 'variables'))
            if name != '_CHECKPOINTABLE_OBJECT_GRAPH']
-  assert len(saved) == len(flow.variables) + 1  # and the event shape
+  assert len(saved) == len(flow.variables) + 2  # and the two shape facts
   assert os.listdir(tmp_path) == ['model']
+
+
+@pytest.fixture(scope='module')
+def reloaded(tmp_path_factory):
+  """Reloaded SavedModels of a tiny image flow and a 2-D flow, by kind."""
+  models = {}
+  for kind, event_shape in (('image', (8, 8, 3)), ('vector', (2,))):
+    flow = perturbed(tf_realnvp.RealNVP(
+        event_shape, num_res_blocks=1, num_filters=8, hidden_units=(16,),
+        validate_args=False))  # As the trainer builds it.
+    path = export.export_saved_model(
+        flow, str(tmp_path_factory.mktemp(kind) / 'model'))
+    models[kind] = tf.saved_model.load(path)
+  return models
+
+
+@pytest.mark.parametrize('kind', ['image', 'vector'])
+def test_empty_batches_give_empty_results(reloaded, kind):
+  model = reloaded[kind]
+  event_shape = tuple(model.event_shape.numpy())
+  assert model.log_prob(tf.zeros((0,) + event_shape)).shape == (0,)
+  assert model.sample(0).shape == (0,) + event_shape
+  assert model.sample_with_temperature(
+      0, 0.5, tf.constant([1, 2])).shape == (0,) + event_shape
+
+
+@pytest.mark.parametrize('value', [-0.5, 256., 1e9, np.nan, np.inf, -np.inf])
+def test_log_prob_refuses_pixels_outside_0_to_256(reloaded, value):
+  x = np.full((3, 8, 8, 3), 100., np.float32)
+  x[1, 2, 3, 0] = value
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=re.escape('pixel values must lie in [0, 256)')):
+    reloaded['image'].log_prob(x)
+  x[1, 2, 3, 0] = 255.999
+  x[0, 0, 0, 0] = 0.
+  assert np.all(np.isfinite(reloaded['image'].log_prob(x)))
+
+
+@pytest.mark.parametrize('value', [np.nan, np.inf])
+def test_vector_log_prob_refuses_non_finite_events(reloaded, value):
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match='events must be finite'):
+    reloaded['vector'].log_prob(np.array([[0., 1.], [value, 0.]], np.float32))
+  assert np.all(np.isfinite(reloaded['vector'].log_prob(
+      np.array([[1e3, -1e3]], np.float32))))
+
+
+@pytest.mark.parametrize('temperature', [0., -0.7, np.nan, np.inf])
+def test_temperature_must_be_positive_and_finite(reloaded, temperature):
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match='temperature must be positive and finite'):
+    reloaded['image'].sample_with_temperature(2, temperature,
+                                              tf.constant([1, 2]))
+
+
+@pytest.mark.parametrize('kind, max_samples', [('image', 2**20 // 192),
+                                               ('vector', 2**19)])
+def test_sample_counts_are_bounded_and_refused_before_allocating(
+    reloaded, kind, max_samples):
+  """n = 1e8 is refused at once, with the limit and what to do instead."""
+  model = reloaded[kind]
+  assert int(model.max_samples) == max_samples
+  draws = [model.sample,
+           lambda n: model.sample_with_temperature(n, 1., tf.constant([1, 2]))]
+  for draw in draws:
+    with pytest.raises(tf.errors.InvalidArgumentError, match='at least 0'):
+      draw(-1)
+    for n in (max_samples + 1, 10**8, 2**31 - 1):
+      start = time.perf_counter()
+      with pytest.raises(tf.errors.InvalidArgumentError,
+                         match=f'at most {max_samples} per call.*several'):
+        draw(n)
+      assert time.perf_counter() - start < 5.
+  assert model.sample(3).shape[0] == 3
+
+
+def test_export_removes_leftovers_of_dead_processes_only(tmp_path):
+  """`model.tmp-PID` / `.old-PID` of a process that is gone are removed
+  before writing; those of a live process are its export in progress."""
+  dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+  dead.wait()
+  live = subprocess.Popen(['sleep', '120'])
+  try:
+    export_dir = str(tmp_path / 'model')
+    stale = [f'{export_dir}.tmp-{dead.pid}', f'{export_dir}.old-{dead.pid}']
+    kept = [f'{export_dir}.tmp-{live.pid}', f'{export_dir}.old-{live.pid}',
+            f'{export_dir}.tmp-notapid',
+            str(tmp_path / f'other.tmp-{dead.pid}')]
+    for path in stale + kept:
+      os.makedirs(os.path.join(path, 'variables'))
+    flow = tf_realnvp.RealNVP((2,), num_coupling_layers=2, hidden_units=(8,))
+    export.export_saved_model(flow, export_dir)
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ['model'] + [os.path.basename(path) for path in kept])
+  finally:
+    live.kill()
+    live.wait()

@@ -146,3 +146,19 @@ def test_variables_are_the_glow_parameters():
 def test_wrong_channel_count_raises():
   with pytest.raises(ValueError, match='expected 3 channels'):
     ActNorm(3).forward(tf.zeros((2, 4, 4, 1)))
+
+
+def test_actnorm_does_not_initialize_from_an_empty_batch():
+  """An empty batch has no statistics: the first non-empty one initializes."""
+  actnorm = ActNorm(3, dtype=tf.float64)
+  empty = tf.zeros((0, 2, 2, 3), tf.float64)
+  forward = tf.function(actnorm.forward, input_signature=[
+      tf.TensorSpec((None, 2, 2, 3), tf.float64)])
+  assert actnorm.forward(empty).shape == empty.shape
+  assert forward(empty).shape == empty.shape
+  assert not actnorm.initialized
+  np.testing.assert_array_equal(actnorm.log_scale, 0.)
+  x = data((2, 2, 3), batch=20)
+  np.testing.assert_allclose(forward(x), standardized(x, x), rtol=1e-12,
+                             atol=1e-12)
+  assert actnorm.initialized

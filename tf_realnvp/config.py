@@ -141,6 +141,9 @@ class Config:
   eval_batches: Optional[int] = _field(
       None, 'Test batches per evaluation (default: the whole test split).')
   export: bool = _field(True, 'Write model_dir/saved_model at the end.')
+  restart: bool = _field(
+      False, 'Start over in a --model_dir that holds a run: deletes its '
+      'checkpoints (without it, a run resumes, or refuses other settings).')
 
   def __post_init__(self):
     # From flags or JSON, hidden widths arrive as a list (of strings).
@@ -148,10 +151,24 @@ class Config:
       self.hidden_units = tuple(int(units) for units in self.hidden_units)
 
   def save(self, model_dir):
-    """Writes the config as `model_dir/config.json`."""
+    """Writes the config as `model_dir/config.json`, if it changed.
+
+    The file is written whole to a temporary sibling and renamed into place,
+    so a kill at any moment leaves the old file or the new one.
+    """
     os.makedirs(model_dir, exist_ok=True)
-    with open(os.path.join(model_dir, 'config.json'), 'w') as f:
-      json.dump(dataclasses.asdict(self), f, indent=2)
+    path = os.path.join(model_dir, 'config.json')
+    text = json.dumps(dataclasses.asdict(self), indent=2)
+    if os.path.exists(path):
+      with open(path) as f:
+        if f.read() == text:
+          return
+    temporary = f'{path}.tmp-{os.getpid()}'
+    with open(temporary, 'w') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(temporary, path)
 
   @classmethod
   def load(cls, model_dir):

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tf_realnvp import experiment as experiment_lib
 from tf_realnvp import input_pipeline
+from tf_realnvp import model_dir as model_dir_lib
 from tf_realnvp import plots
 from tf_realnvp.distribution import with_temperature
 
@@ -51,7 +52,8 @@ class Evaluator:
 def restore_flow(model_dir, averaged=True):
   """Rebuilds the flow of the run in `model_dir` from its latest checkpoint.
 
-  A run with `ema_decay > 0` saves the optimizer's averages of the trainable
+  The newest checkpoint that reads back is used (see `model_dir`). A run
+  with `ema_decay > 0` saves the optimizer's averages of the trainable
   variables a second time under `averages/i` (i: the index in
   `flow.trainable_variables`, the list the optimizer was built on). With
   `averaged`, those are then read into the trainable variables, so the flow
@@ -62,13 +64,15 @@ def restore_flow(model_dir, averaged=True):
     `(experiment, flow, step)`.
   """
   experiment = experiment_lib.load(model_dir)
-  latest = tf.train.latest_checkpoint(os.path.join(model_dir, 'checkpoints'))
-  if latest is None:
-    raise FileNotFoundError(f'No checkpoint in {model_dir}/checkpoints.')
   flow = experiment.build_flow()
   step = tf.Variable(0, dtype=tf.int64, name='step')
-  status = tf.train.Checkpoint(flow=flow, step=step).restore(latest)
-  status.assert_existing_objects_matched().expect_partial()
+  checkpoint = tf.train.Checkpoint(flow=flow, step=step)
+  # The rest of the checkpoint is the optimizer's.
+  latest = model_dir_lib.restore_newest_intact(
+      checkpoint, os.path.join(model_dir, 'checkpoints'), tidy=False,
+      partial=True)
+  if latest is None:
+    raise FileNotFoundError(f'No checkpoint in {model_dir}/checkpoints.')
   if averaged and experiment.config.ema_decay:
     status = tf.train.Checkpoint(
         averages=list(flow.trainable_variables)).restore(latest)

@@ -5,15 +5,47 @@
     m.sample(n)                           # n samples from the flow
     m.sample_with_temperature(n, temperature, seed)  # stateless, reproducible
     m.event_shape                         # int32 vector
+    m.max_samples                         # int32 scalar: the most n per call
 
 The same functions are the serving signatures `log_prob`, `sample` and
 `sample_with_temperature` (for `saved_model_cli` and TF Serving).
+
+The functions check their inputs themselves, with TensorFlow asserts saved
+in the model, and raise `tf.errors.InvalidArgumentError` naming the limit
+rather than return NaN or exhaust memory:
+
+- `log_prob`: an image flow's density is over dequantized 8-bit pixels, so
+  every value must lie in `[0, 256)` (`[0, num_levels)`), NaN and infinities
+  excluded; the flow's samples can lie a little outside (the logit's support
+  is wider), so clip them to `[0, 256)` first. A vector flow takes any
+  finite values. An empty batch gives an empty result.
+- `sample`, `sample_with_temperature`: `0 <= n <= max_samples`, where
+  `max_samples = max(1, 2**20 // prod(event_shape))` (`MAX_SAMPLE_ELEMENTS`
+  values per call: 341 samples of 32x32x3, 1365 of 16x16x3, 524288 of 2-D
+  points); for more, call several times (with other seeds). A bigger `n` is
+  refused before anything is allocated. The networks' activations are
+  wider than the samples (64 feature maps for 3 channels in the paper's
+  CIFAR-10 model): at the bound each is about 90 MB there.
+- `sample_with_temperature`: the temperature must be positive and finite.
+
+`export_saved_model` writes atomically through sibling directories
+`export_dir.tmp-PID` and `export_dir.old-PID`, and first removes those left
+by a process that no longer runs (killed midway). A directory of a live
+process is left alone; this assumes that the processes exporting to one
+directory run on one machine, whose PIDs the names hold.
 """
 
+import math
 import os
+import re
 import shutil
 
 import tensorflow as tf
+
+from tf_realnvp.bijectors.logit import LogitPreprocessing
+
+# Values (samples times event size) one sampling call may return.
+MAX_SAMPLE_ELEMENTS = 2**20
 
 
 class ExportedFlow(tf.Module):
@@ -21,7 +53,8 @@ class ExportedFlow(tf.Module):
 
   Sampling draws `z ~ N(0, temperature^2 I)` and returns
   `flow.bijector.forward(z)`; with a stateless `seed` the live module and the
-  reloaded SavedModel give the same samples.
+  reloaded SavedModel give the same samples. Inputs are checked as the
+  module docstring says.
   """
 
   def __init__(self, flow):
@@ -31,6 +64,11 @@ class ExportedFlow(tf.Module):
     self.event_shape = tf.Variable(shape, dtype=tf.int32, trainable=False,
                                    name="event_shape")
     self._shape = shape
+    self._max_samples = max(1, MAX_SAMPLE_ELEMENTS // math.prod(shape))
+    self.max_samples = tf.Variable(self._max_samples, dtype=tf.int32,
+                                   trainable=False, name='max_samples')
+    logits = [m for m in flow.submodules if isinstance(m, LogitPreprocessing)]
+    self._num_levels = logits[0].num_levels if logits else None
     events = tf.TensorSpec([None] + shape, flow.dtype, name='x')
     count = tf.TensorSpec([], tf.int32, name='n')
     self.log_prob = tf.function(self._log_prob, input_signature=[events])
@@ -41,15 +79,45 @@ class ExportedFlow(tf.Module):
             tf.TensorSpec([2], tf.int32, name='seed')])
 
   def _log_prob(self, x):
-    return self.flow.log_prob(x)
+    if self._num_levels is None:
+      checks = [tf.debugging.assert_all_finite(
+          x, 'log_prob: events must be finite, got NaN or infinity')]
+    else:
+      message = (f'log_prob: pixel values must lie in [0, '
+                 f'{self._num_levels}) (dequantized intensities; clip '
+                 'samples to it), without NaN')
+      checks = [
+          tf.debugging.assert_greater_equal(x, tf.zeros([], x.dtype), message),
+          tf.debugging.assert_less(
+              x, tf.constant(self._num_levels, x.dtype), message)]
+    with tf.control_dependencies(checks):
+      return self.flow.log_prob(tf.identity(x))
+
+  def _noise_shape(self, n):
+    """`[n, *event_shape]`, once `n` is checked: before anything is drawn."""
+    checks = [
+        tf.debugging.assert_non_negative(
+            n, 'the number of samples n must be at least 0'),
+        tf.debugging.assert_less_equal(
+            n, self._max_samples,
+            f'the number of samples n must be at most {self._max_samples} '
+            f'per call ({MAX_SAMPLE_ELEMENTS} values of events of shape '
+            f'{self._shape}); call several times for more')]
+    with tf.control_dependencies(checks):
+      return tf.concat([[n], self._shape], 0)
 
   def _sample(self, n):
-    z = tf.random.normal(tf.concat([[n], self._shape], 0), dtype=self.flow.dtype)
+    z = tf.random.normal(self._noise_shape(n), dtype=self.flow.dtype)
     return self.flow.bijector.forward(z)
 
   def _sample_with_temperature(self, n, temperature, seed):
-    z = tf.random.stateless_normal(
-        tf.concat([[n], self._shape], 0), seed, dtype=self.flow.dtype)
+    message = ('temperature must be positive and finite (1 samples the '
+               'flow, below 1 trades diversity for quality)')
+    checks = [tf.debugging.assert_all_finite(temperature, message),
+              tf.debugging.assert_positive(temperature, message)]
+    with tf.control_dependencies(checks):
+      z = tf.random.stateless_normal(
+          self._noise_shape(n), seed, dtype=self.flow.dtype)
     return self.flow.bijector.forward(z * temperature)
 
 
@@ -59,8 +127,11 @@ def export_saved_model(flow, export_dir):
   The model is written to a temporary sibling directory and renamed into
   place only once complete, so an interrupted export never leaves a partial
   `export_dir`; a previous export stays until the new one is complete.
+  Temporary siblings that a killed export left behind are removed first
+  (see `remove_stale_siblings`).
   """
   export_dir = os.path.abspath(export_dir)
+  remove_stale_siblings(export_dir)
   tmp_dir = f'{export_dir}.tmp-{os.getpid()}'
   old_dir = f'{export_dir}.old-{os.getpid()}'
   module = ExportedFlow(flow)
@@ -76,3 +147,39 @@ def export_saved_model(flow, export_dir):
     shutil.rmtree(tmp_dir, ignore_errors=True)
     shutil.rmtree(old_dir, ignore_errors=True)
   return export_dir
+
+
+def remove_stale_siblings(export_dir):
+  """Removes `export_dir.tmp-PID` and `.old-PID` of processes now gone.
+
+  Those of this process go too (an earlier process had its PID, or an
+  earlier export here was killed between its steps); those of any other
+  live process stay. Returns the removed paths.
+  """
+  parent, name = os.path.split(os.path.abspath(export_dir))
+  pattern = re.compile(re.escape(name) + r'\.(?:tmp|old)-([0-9]+)')
+  removed = []
+  for entry in os.listdir(parent or '.'):
+    match = pattern.fullmatch(entry)
+    if not match:
+      continue
+    pid = int(match.group(1))
+    if pid != os.getpid() and _is_running(pid):
+      continue
+    path = os.path.join(parent, entry)
+    shutil.rmtree(path, ignore_errors=True)
+    removed.append(path)
+  return removed
+
+
+def _is_running(pid):
+  """Whether a process `pid` exists (possibly another user's)."""
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  except OverflowError:  # Not a PID at all.
+    return False
+  return True

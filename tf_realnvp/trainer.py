@@ -19,6 +19,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 
 from absl import logging
@@ -30,6 +31,7 @@ from tf_realnvp import distribute
 from tf_realnvp import evaluation
 from tf_realnvp import experiment as experiment_lib
 from tf_realnvp import mode
+from tf_realnvp import model_dir as model_dir_lib
 from tf_realnvp import objective
 from tf_realnvp import optimizers
 from tf_realnvp.bijectors.actnorm import ActNorm
@@ -151,21 +153,41 @@ class Steps:
     return mean_nll, tf.cond(finite, apply, skip)
 
 
-class _TerminateAsInterrupt:
-  """Turns SIGTERM into KeyboardInterrupt while active, so `kill` saves too."""
+class TrainingInterrupted(RuntimeError):
+  """A signal stopped the run; its checkpoint is saved. Exit code 130."""
+
+
+class _StopOnSignal:
+  """While active, SIGINT (Ctrl-C) and SIGTERM ask the loop to stop.
+
+  The handler only records the signal: the loop finishes the step in
+  progress, saves a checkpoint at that step boundary (weights, optimizer,
+  step counter and data position all of one step) and stops. A second
+  signal stops at once, without saving (the previous checkpoint stays).
+  Signal handlers can only be installed from the main thread; elsewhere the
+  signals keep their handlers.
+  """
+
+  SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+  def __init__(self):
+    self.received = None
+    self._previous = {}
 
   def __enter__(self):
-    self._previous = signal.signal(signal.SIGTERM, self._raise)
+    if threading.current_thread() is threading.main_thread():
+      self._previous = {s: signal.signal(s, self._record) for s in self.SIGNALS}
     return self
 
-  def __exit__(self, *exc):
-    signal.signal(signal.SIGTERM, self._previous)
+  def __exit__(self, *exc_info):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
 
-  @staticmethod
-  def _raise(signum, frame):
-    raise KeyboardInterrupt(f'signal {signum}')
-
-
+  def _record(self, signum, frame):
+    del frame
+    if self.received is not None:
+      raise KeyboardInterrupt(f'second signal {signal.Signals(signum).name}')
+    self.received = signal.Signals(signum).name
 
 
 def train_and_evaluate(experiment, devices=None):
@@ -176,7 +198,10 @@ def train_and_evaluate(experiment, devices=None):
   the export into `model_dir`, the others write into temporary directories
   that are removed at the end. A SIGTERM to any worker makes all of them save
   a checkpoint at the same step and exit (TF's `PreemptionCheckpointHandler`);
-  on one machine SIGTERM and Ctrl-C save a checkpoint before stopping.
+  on one machine SIGTERM and Ctrl-C save a checkpoint after the step in
+  progress and raise `TrainingInterrupted`. The chief holds the model
+  directory's lock for the whole run; `config.restart` deletes its
+  checkpoints first.
 
   Args:
     experiment: a `tf_realnvp.experiment.Experiment` (`experiment.resolve`).
@@ -186,33 +211,48 @@ def train_and_evaluate(experiment, devices=None):
     Dict with `step`, `bad_steps`, the test metric and `model_dir`.
 
   Raises:
-    experiment.ConfigError: if `model_dir` holds a run with other settings.
+    experiment.ConfigError: if `model_dir` holds a run with other settings,
+      or one already past `train_steps`.
+    model_dir.ModelDirBusyError: if another run holds `model_dir`.
+    model_dir.NoIntactCheckpointError: if none of its checkpoints reads back.
+    TrainingInterrupted: after a signal, with the checkpoint saved.
+    TrainingDivergedError: after `max_bad_steps` non-finite steps in a row.
   """
   config = experiment.config
   strategy = distribute.make_strategy(config.strategy, devices)  # First.
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
-  if os.path.exists(os.path.join(config.model_dir, 'config.json')):
-    experiment_lib.check_resumable(config,
-                                   experiment_lib.load(config.model_dir).config)
   chief = distribute.is_chief(strategy)
-  write_dir = (config.model_dir if chief
-               else tempfile.mkdtemp(prefix='tf_realnvp_'))
-  try:
-    return Training(experiment, strategy, write_dir).run()
-  finally:
-    if not chief:
+  if not chief:
+    write_dir = tempfile.mkdtemp(prefix='tf_realnvp_')
+    try:
+      return Training(experiment, strategy, write_dir).run()
+    finally:
       shutil.rmtree(write_dir, ignore_errors=True)
+  # With several workers, TensorFlow's handler watches for SIGTERM.
+  multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+  with model_dir_lib.locked(config.model_dir), (
+      contextlib.nullcontext() if multi_worker else _StopOnSignal()) as stop:
+    if config.restart:
+      model_dir_lib.remove_checkpoints(
+          os.path.join(config.model_dir, 'checkpoints'))
+    elif os.path.exists(os.path.join(config.model_dir, 'config.json')):
+      experiment_lib.check_resumable(
+          config, experiment_lib.load(config.model_dir).config)
+    return Training(experiment, strategy, config.model_dir, stop).run()
 
 
 class Training:
   """One run of `train_and_evaluate`: its objects, and the steps of its loop.
 
-  This task writes into `write_dir` (the model directory on the chief).
+  This task writes into `write_dir` (the model directory on the chief). A
+  `_StopOnSignal` as `stop` ends the run after the step in which it received
+  a signal.
   """
 
-  def __init__(self, experiment, strategy, write_dir):
+  def __init__(self, experiment, strategy, write_dir, stop=None):
     self.experiment = experiment
+    self.stop = stop
     self.config = config = experiment.config
     self.data = experiment.data
     self.strategy = strategy
@@ -263,18 +303,23 @@ class Training:
         flow=self.flow, optimizer=self.optimizer, step=self.step,
         bad_steps=self.steps.bad_steps, data=self.iterator,
         **({'averages': averages} if averages else {}))
-    latest = tf.train.latest_checkpoint(
-        os.path.join(config.model_dir, 'checkpoints'))
-    if latest:
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
-      logging.info('Resumed from %s at step %d.', latest, self.current_step)
+    restored = model_dir_lib.restore_newest_intact(
+        self.checkpoint, os.path.join(config.model_dir, 'checkpoints'),
+        tidy=self.write_dir == config.model_dir)
+    if restored:
+      logging.info('Resumed from %s at step %d.', restored, self.current_step)
+    if self.current_step > self.num_steps:
+      raise experiment_lib.ConfigError(
+          f'The run in {config.model_dir} is at step {self.current_step}, '
+          f'past the {self.num_steps} steps asked: ask for more, or use '
+          'another --model_dir.')
     initialize_actnorms(self.flow, self.all_train_data)
     optimizers.start_averages(self.optimizer, self.steps.variables)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(self.write_dir, 'checkpoints'),
         max_to_keep=config.keep_checkpoints)
     config.save(self.write_dir)
-    self.last_saved = self.current_step if latest else None
+    self.last_saved = self.current_step if restored else None
 
   @property
   def current_step(self):
@@ -294,33 +339,30 @@ class Training:
     progress = console.Progress(
         self.num_steps, stream=sys.stdout if chief else io.StringIO())
     consecutive_bad = 0
-    with progress, (contextlib.nullcontext() if multi_worker
-                    else _TerminateAsInterrupt()):
+    with progress:
       progress.update(self.current_step)
-      try:
-        while self.current_step < self.num_steps:
-          # The rate of this step's update: the schedule is a function of
-          # the updates applied before it.
-          learning_rate = (float(self.optimizer.learning_rate.numpy())
-                           if self._logs_at(self.current_step + 1) else None)
-          start = time.perf_counter()
-          mean_nll, applied = run_step()
-          seconds = time.perf_counter() - start
-          consecutive_bad = 0 if bool(applied) else consecutive_bad + 1
-          self._stop_if_diverged(consecutive_bad, float(mean_nll))
-          metric = self.data.metric(float(mean_nll))
-          progress.update(self.current_step, **{
-              self.data.metric_name: metric,
-              'examples/s': round(self.config.batch_size / seconds),
-              'skipped': int(self.steps.bad_steps.numpy())})
-          self._log(metric, learning_rate, seconds)
-          self._checkpoint_and_evaluate()
-      except KeyboardInterrupt:
-        if not multi_worker:  # Saving there needs every worker.
+      while self.current_step < self.num_steps:
+        # The rate of this step's update: the schedule is a function of the
+        # updates applied before it.
+        learning_rate = (float(self.optimizer.learning_rate.numpy())
+                         if self._logs_at(self.current_step + 1) else None)
+        start = time.perf_counter()
+        mean_nll, applied = run_step()
+        seconds = time.perf_counter() - start
+        consecutive_bad = 0 if bool(applied) else consecutive_bad + 1
+        self._stop_if_diverged(consecutive_bad, float(mean_nll))
+        metric = self.data.metric(float(mean_nll))
+        progress.update(self.current_step, **{
+            self.data.metric_name: metric,
+            'examples/s': round(self.config.batch_size / seconds),
+            'skipped': int(self.steps.bad_steps.numpy())})
+        self._log(metric, learning_rate, seconds)
+        self._checkpoint_and_evaluate()
+        if self.stop and self.stop.received:
           self._save()
-          logging.warning('Interrupted at step %d; checkpoint saved, re-run '
-                          'to resume.', self.current_step)
-        raise
+          raise TrainingInterrupted(
+              f'{self.stop.received} at step {self.current_step}: checkpoint '
+              'saved; run the same command again to resume.')
     self._save()
     self._export()
     self.result.update(step=self.current_step,
@@ -373,9 +415,15 @@ class Training:
                                step, self.writers['test'])
 
   def _save(self):
-    if self.last_saved != self.current_step:
-      self.manager.save(checkpoint_number=self.current_step)
-      self.last_saved = self.current_step
+    step = self.current_step
+    if self.last_saved == step:
+      return
+    try:
+      self.manager.save(checkpoint_number=step)
+    except (tf.errors.OpError, OSError) as error:
+      raise model_dir_lib.SaveError(
+          self.manager.directory, step, self.last_saved, error) from error
+    self.last_saved = step
 
   def _export(self):
     if not self.config.export:

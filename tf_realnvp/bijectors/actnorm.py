@@ -30,7 +30,8 @@ class ActNorm(tfp.bijectors.Bijector):
   `forward_log_det_jacobian`) first initializes from its own input, through a
   `tf.cond` on the flag: this works eagerly, inside `tf.function` and under
   XLA (`jit_compile=True`), and the first `flow.log_prob(batch)` of a
-  distribution built on `Invert(...)` of this bijector initializes it. Calls
+  distribution built on `Invert(...)` of this bijector initializes it (an
+  empty batch leaves it to the next one). Calls
   in the latent-to-data direction (`inverse`, sampling) never initialize.
   The flag is a variable, so a checkpoint restores it with `loc` and
   `log_scale` and a restored bijector is not initialized again. Under a
@@ -108,7 +109,9 @@ class ActNorm(tfp.bijectors.Bijector):
     self._initialized.assign(True)
 
   def _initialize_once(self, x):
-    tf.cond(self._initialized, lambda: None, lambda: self.initialize(x))
+    # An empty batch has no statistics (its moments are NaN): it waits.
+    tf.cond(self._initialized | tf.equal(tf.size(x), 0), lambda: None,
+            lambda: self.initialize(x))
 
   def _check_channels(self, x):
     if x.shape[-1] is not None and x.shape[-1] != self._channels:

@@ -24,7 +24,8 @@ class AffineCoupling(OnePassBijector):
   The coupling knows nothing about networks: `conditioner` is any callable (a
   Keras layer here) mapping a batch `[N, *event_shape]` of masked events to
   `(shift, log_scale)`, each of that shape; inputs of any batch shape reach it
-  flattened to one batch axis. Its outputs are cast to the input dtype, so a
+  flattened to one batch axis, and an empty batch does not reach it (see
+  `_conditioner_outputs`). Its outputs are cast to the input dtype, so a
   conditioner may compute in bfloat16 while the coupling arithmetic and the
   log-det stay in float32.
 
@@ -99,19 +100,47 @@ class AffineCoupling(OnePassBijector):
     convolution needs `[N, H, W, C]`): any batch shape of `kept`, none
     included, is flattened into it and restored on the outputs.
     """
-    shift, log_scale = self._conditioner(
-        tf.reshape(kept, [-1] + self._event_shape.as_list()))
+    outputs = self._conditioner_outputs(
+        tf.reshape(kept, [-1] + self._event_shape.as_list()), dtype)
     transformed = 1. - tf.constant(self._mask, dtype)
 
     def restore(output):
-      return tf.reshape(tf.cast(output, dtype), ps.shape(kept)) * transformed
+      return tf.reshape(output, ps.shape(kept)) * transformed
 
     if self._additive:
-      if log_scale is not None:
+      return restore(outputs[0]), None
+    return restore(outputs[0]), restore(outputs[1])
+
+  def _conditioner_outputs(self, flat, dtype):
+    """`[shift]`, or `[shift, log_scale]`, of a flat batch, cast to `dtype`.
+
+    An empty batch never reaches the conditioner: its outputs are empty too.
+    TF 2.21's oneDNN convolution (float32, bfloat16) hands back an empty
+    input unchanged, with the input's channel count instead of the filters'
+    (the next bias add then fails), and batch normalization in training mode
+    would take statistics of no examples. Whether the batch is empty is
+    decided when tracing if its size is known then (a training step with a
+    fixed batch size: no added op); otherwise by a `tf.cond`, which Grappler
+    lowers to a switch that keeps the convolutions' fusions. (There, under
+    several replicas, a replica with an empty share would skip the
+    all-reduce of synchronized batch normalization in training mode; the
+    trainer's training batches have a fixed size.)
+    """
+    def run():
+      shift, log_scale = self._conditioner(flat)
+      if self._additive and log_scale is not None:
         raise ValueError('An additive coupling needs a conditioner that '
                          'returns log_scale=None.')
-      return restore(shift), None
-    return restore(shift), restore(log_scale)
+      return [tf.cast(shift, dtype)] + (
+          [] if self._additive else [tf.cast(log_scale, dtype)])
+
+    def nothing():
+      return [tf.zeros_like(flat, dtype)] * (1 if self._additive else 2)
+
+    size = flat.shape[0]
+    if size is None:
+      return tf.cond(tf.shape(flat)[0] > 0, run, nothing)
+    return run() if size else nothing()
 
   def _check_event_shape(self, x):
     ndims = self._event_shape.rank

@@ -82,7 +82,9 @@ class BatchNorm(OnePassBijector):
     once.
 
   `inverse` (latent to data, sampling) always uses the running averages and
-  never updates them, in either mode.
+  never updates them, in either mode. An empty batch (no example on any
+  replica) has no statistics: in training mode it is transformed with the
+  running averages and leaves them unchanged.
 
   The batch's moments are over the global batch: inside a `tf.distribute`
   replica context the per-replica sums of `x`, `x^2` and the count are
@@ -210,7 +212,8 @@ class BatchNorm(OnePassBijector):
                        f'the last axis, got shape {x.shape}.')
 
   def _batch_moments(self, x):
-    """Per-channel mean and variance of `x` over all replicas' batches."""
+    """Per-channel mean and variance of `x` over all replicas' batches, and
+    whether those hold any example."""
     shift = tf.stop_gradient(tf.convert_to_tensor(self._running_mean))
     centered = x - shift
     axes = ps.range(ps.rank(x) - 1)
@@ -223,20 +226,27 @@ class BatchNorm(OnePassBijector):
       sums = context.all_reduce(tf.distribute.ReduceOp.SUM, sums)
     total, total_square, count = tf.split(
         sums, [self._channels, self._channels, 1])
-    centered_mean = total / count
+    # An empty global batch gives moments 0 (not 0/0), which
+    # `_training_statistics` then ignores.
+    centered_mean = tf.math.divide_no_nan(total, count)
     variance = tf.maximum(
-        total_square / count - tf.square(centered_mean), 0.)
-    return shift + centered_mean, variance
+        tf.math.divide_no_nan(total_square, count)
+        - tf.square(centered_mean), 0.)
+    return shift + centered_mean, variance, count > 0
 
   def _training_statistics(self, x):
     """The paper's mixture; assigns it to the running averages."""
-    batch_mean, batch_variance = self._batch_moments(x)
+    batch_mean, batch_variance, has_examples = self._batch_moments(x)
     rho = self._momentum
-    mean = (rho * tf.stop_gradient(tf.convert_to_tensor(self._running_mean))
-            + (1. - rho) * batch_mean)
-    variance = (
-        rho * tf.stop_gradient(tf.convert_to_tensor(self._running_variance))
-        + (1. - rho) * batch_variance)
+    running_mean = tf.stop_gradient(tf.convert_to_tensor(self._running_mean))
+    running_variance = tf.stop_gradient(
+        tf.convert_to_tensor(self._running_variance))
+    mean = tf.where(has_examples,
+                    rho * running_mean + (1. - rho) * batch_mean,
+                    running_mean)
+    variance = tf.where(has_examples,
+                        rho * running_variance + (1. - rho) * batch_variance,
+                        running_variance)
     self._running_mean.assign(tf.stop_gradient(mean))
     self._running_variance.assign(tf.stop_gradient(variance))
     self._statistics_version += 1
