@@ -206,6 +206,15 @@ def test_evaluation_samples_and_export_use_the_averaged_weights(
       for step in (10, 20)}
 
 
+def test_a_batch_the_replicas_cannot_share_is_a_config_error(
+    tmp_path, two_replicas, monkeypatch):
+  monkeypatch.setattr(distribute, 'make_strategy',
+                      lambda name, devices=None: two_replicas)
+  with pytest.raises(experiment.ConfigError,
+                     match='batch_size=63 must be divisible by the 2 replicas'):
+    train(small_config(tmp_path, batch_size=63, strategy='mirrored'))
+
+
 def test_train_step_runs_the_flow_in_training_mode_and_evaluation_does_not():
   config = small_config('unused', num_coupling_layers=2, hidden_units=(8,))
   strategy = distribute.make_strategy('one_device', ['/cpu:0'])

@@ -220,6 +220,10 @@ def train_and_evaluate(experiment, devices=None):
   """
   config = experiment.config
   strategy = distribute.make_strategy(config.strategy, devices)  # First.
+  if config.batch_size % strategy.num_replicas_in_sync:
+    raise experiment_lib.ConfigError(
+        f'--batch_size={config.batch_size} must be divisible by the '
+        f'{strategy.num_replicas_in_sync} replicas.')
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   chief = distribute.is_chief(strategy)
