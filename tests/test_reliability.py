@@ -84,8 +84,9 @@ def test_killed_or_signalled_runs_resume_bit_identical(tmp_path):
       stderr = process.communicate(timeout=120)[1]
     finally:
       process.kill()
-    finished = model_dir.checkpoints_newest_first(
-        os.path.join(probed, 'checkpoints'))[0].endswith(f'ckpt-{STEPS}')
+    saved = model_dir.checkpoints_newest_first(
+        os.path.join(probed, 'checkpoints'))
+    finished = bool(saved) and saved[0].endswith(f'ckpt-{STEPS}')
     if process.returncode in (0, -number) and finished:
       continue  # It finished first; the signal came as it exited.
     if number == signal.SIGKILL:
