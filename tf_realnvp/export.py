@@ -4,21 +4,37 @@
     m.log_prob(x)                         # [batch, *event_shape] -> [batch]
     m.sample(n)                           # n samples from the flow
     m.sample_with_temperature(n, temperature, seed)  # stateless, reproducible
+    m.encode(x)                           # data -> latent z, same shape
+    m.decode(z)                           # latent z -> data, same shape
     m.event_shape                         # int32 vector
     m.max_samples                         # int32 scalar: the most n per call
 
-The same functions are the serving signatures `log_prob`, `sample` and
-`sample_with_temperature` (for `saved_model_cli` and TF Serving).
+These return tensors. For `saved_model_cli` and TF Serving the same functions
+are serving signatures, `m.signatures[key](**inputs)`, which take their inputs
+by name and return a dict of named outputs (`SIGNATURES`):
+
+    key                      inputs                       output
+    serving_default          x [batch, *event_shape]      log_prob [batch]
+    log_prob                 x                            log_prob
+    sample                   n                            samples
+    sample_with_temperature  n, temperature, seed [2]     samples
+    encode                   x                            z
+    decode                   z                            x
+
+`serving_default`, the signature a client gets when it names none, is
+`log_prob`.
 
 The functions check their inputs themselves, with TensorFlow asserts saved
 in the model, and raise `tf.errors.InvalidArgumentError` naming the limit
 rather than return NaN or exhaust memory:
 
-- `log_prob`: an image flow's density is over dequantized 8-bit pixels, so
-  every value must lie in `[0, 256)` (`[0, num_levels)`), NaN and infinities
-  excluded; the flow's samples can lie a little outside (the logit's support
-  is wider), so clip them to `[0, 256)` first. A vector flow takes any
-  finite values. An empty batch gives an empty result.
+- `log_prob`, `encode`: an image flow's density is over dequantized 8-bit
+  pixels, so every value must lie in `[0, 256)` (`[0, num_levels)`), NaN
+  and infinities excluded; the flow's samples (and `decode`'s results) can
+  lie a little outside (the logit's support is wider), so clip them to
+  `[0, 256)` first. A vector flow takes any finite values. An empty batch
+  gives an empty result.
+- `decode`: `z` must be finite.
 - `sample`, `sample_with_temperature`: `0 <= n <= max_samples`, where
   `max_samples = max(1, 2**20 // prod(event_shape))` (`MAX_SAMPLE_ELEMENTS`
   values per call: 341 samples of 32x32x3, 1365 of 16x16x3, 524288 of 2-D
@@ -47,14 +63,30 @@ from tf_realnvp.bijectors.logit import LogitPreprocessing
 # Values (samples times event size) one sampling call may return.
 MAX_SAMPLE_ELEMENTS = 2**20
 
+# Serving signature -> (the `ExportedFlow` function it runs, its output name).
+SIGNATURES = {
+    'serving_default': ('log_prob', 'log_prob'),
+    'log_prob': ('log_prob', 'log_prob'),
+    'sample': ('sample', 'samples'),
+    'sample_with_temperature': ('sample_with_temperature', 'samples'),
+    'encode': ('encode', 'z'),
+    'decode': ('decode', 'x'),
+}
+
 
 class ExportedFlow(tf.Module):
   """The functions a SavedModel of `flow` offers, usable live as well.
 
   Sampling draws `z ~ N(0, temperature^2 I)` and returns
   `flow.bijector.forward(z)`; with a stateless `seed` the live module and the
-  reloaded SavedModel give the same samples. Inputs are checked as the
-  module docstring says.
+  reloaded SavedModel give the same samples. `encode` is
+  `flow.bijector.inverse`, `decode` is `flow.bijector.forward`. Inputs are
+  checked as the module docstring says.
+
+  The attributes are `tf.function`s returning a tensor, as Python callers
+  want; `signatures()` wraps each in a function returning `{name: tensor}`,
+  since a signature of a function returning a bare tensor would name its
+  output `output_0`.
   """
 
   def __init__(self, flow):
@@ -70,20 +102,37 @@ class ExportedFlow(tf.Module):
     logits = [m for m in flow.submodules if isinstance(m, LogitPreprocessing)]
     self._num_levels = logits[0].num_levels if logits else None
     events = tf.TensorSpec([None] + shape, flow.dtype, name='x')
+    latents = tf.TensorSpec([None] + shape, flow.dtype, name='z')
     count = tf.TensorSpec([], tf.int32, name='n')
     self.log_prob = tf.function(self._log_prob, input_signature=[events])
+    self.encode = tf.function(self._encode, input_signature=[events])
+    self.decode = tf.function(self._decode, input_signature=[latents])
     self.sample = tf.function(self._sample, input_signature=[count])
     self.sample_with_temperature = tf.function(
         self._sample_with_temperature, input_signature=[
             count, tf.TensorSpec([], flow.dtype, name='temperature'),
             tf.TensorSpec([2], tf.int32, name='seed')])
 
-  def _log_prob(self, x):
+  def signatures(self):
+    """`{key: tf.function}` for `tf.saved_model.save`, as `SIGNATURES` says.
+
+    The input names are the `TensorSpec` names (`x`, `z`, `n`,
+    `temperature`, `seed`).
+    """
+    def named(function, output):
+      return tf.function(lambda *inputs: {output: function(*inputs)},
+                         input_signature=function.input_signature,
+                         autograph=False)
+    return {key: named(getattr(self, function), output)
+            for key, (function, output) in SIGNATURES.items()}
+
+  def _checked_events(self, x, caller):
+    """`x`, once it is a valid input of the density (see the module doc)."""
     if self._num_levels is None:
       checks = [tf.debugging.assert_all_finite(
-          x, 'log_prob: events must be finite, got NaN or infinity')]
+          x, f'{caller}: events must be finite, got NaN or infinity')]
     else:
-      message = (f'log_prob: pixel values must lie in [0, '
+      message = (f'{caller}: pixel values must lie in [0, '
                  f'{self._num_levels}) (dequantized intensities; clip '
                  'samples to it), without NaN')
       checks = [
@@ -91,7 +140,19 @@ class ExportedFlow(tf.Module):
           tf.debugging.assert_less(
               x, tf.constant(self._num_levels, x.dtype), message)]
     with tf.control_dependencies(checks):
-      return self.flow.log_prob(tf.identity(x))
+      return tf.identity(x)
+
+  def _log_prob(self, x):
+    return self.flow.log_prob(self._checked_events(x, 'log_prob'))
+
+  def _encode(self, x):
+    return self.flow.bijector.inverse(self._checked_events(x, 'encode'))
+
+  def _decode(self, z):
+    check = tf.debugging.assert_all_finite(
+        z, 'decode: latents z must be finite, got NaN or infinity')
+    with tf.control_dependencies([check]):
+      return self.flow.bijector.forward(tf.identity(z))
 
   def _noise_shape(self, n):
     """`[n, *event_shape]`, once `n` is checked: before anything is drawn."""
@@ -136,10 +197,7 @@ def export_saved_model(flow, export_dir):
   old_dir = f'{export_dir}.old-{os.getpid()}'
   module = ExportedFlow(flow)
   try:
-    tf.saved_model.save(module, tmp_dir, signatures={
-        'log_prob': module.log_prob,
-        'sample': module.sample,
-        'sample_with_temperature': module.sample_with_temperature})
+    tf.saved_model.save(module, tmp_dir, signatures=module.signatures())
     if os.path.exists(export_dir):
       os.rename(export_dir, old_dir)
     os.rename(tmp_dir, export_dir)
