@@ -13,13 +13,13 @@ _DEFINED_IN = {
     'RealNVP': 'distribution', 'couplings': 'distribution',
     'weight_scale_l2': 'distribution', 'with_temperature': 'distribution',
     'dequantize': 'dequantization', 'make_flow': 'flows',
-    'bits_per_dim': 'metrics',
+    'bits_per_dim': 'metrics', 'FlowModel': 'keras_model',
 }
 
 __all__ = [
-    'RealNVP', 'bijectors', 'bits_per_dim', 'couplings', 'dequantize',
-    'flows', 'make_flow', 'mode', 'networks', 'objective', 'optimizers',
-    'weight_scale_l2', 'with_temperature',
+    'FlowModel', 'RealNVP', 'bijectors', 'bits_per_dim', 'couplings',
+    'dequantize', 'flows', 'make_flow', 'mode', 'networks', 'objective',
+    'optimizers', 'weight_scale_l2', 'with_temperature',
 ]
 
 

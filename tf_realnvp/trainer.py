@@ -34,29 +34,13 @@ from tf_realnvp import mode
 from tf_realnvp import model_dir as model_dir_lib
 from tf_realnvp import objective
 from tf_realnvp import optimizers
-from tf_realnvp.bijectors.actnorm import ActNorm
+from tf_realnvp.bijectors.actnorm import initialize_actnorms
 
 SUM = tf.distribute.ReduceOp.SUM
 
 
 class TrainingDivergedError(RuntimeError):
   """Raised when too many consecutive steps had a non-finite loss or gradient."""
-
-
-def initialize_actnorms(flow, dataset):
-  """Initializes Glow's `ActNorm` layers on `dataset`'s first batch, if needed.
-
-  `ActNorm` sets its statistics on the first batch it sees. Inside a
-  distributed step each replica would see only its share, and a mirrored
-  variable cannot be assigned per replica; so one `log_prob` on a whole
-  global batch, in cross-replica context, sets every replica alike. Every
-  worker passes the same (unsharded) dataset. Restored layers are skipped, and
-  a flow without ActNorm reads no batch.
-  """
-  # `read_value`: the truth value of a mirrored variable itself is always True.
-  if any(isinstance(layer, ActNorm) and not layer.initialized.read_value()
-         for layer in flow.submodules):
-    flow.log_prob(next(iter(dataset)))
 
 
 def check_batches(dataset, flow):
@@ -317,7 +301,8 @@ class Training:
           f'The run in {config.model_dir} is at step {self.current_step}, '
           f'past the {self.num_steps} steps asked: ask for more, or use '
           'another --model_dir.')
-    initialize_actnorms(self.flow, self.all_train_data)
+    # Every worker reads the same (unsharded) first batch.
+    initialize_actnorms(self.flow, lambda: next(iter(self.all_train_data)))
     optimizers.start_averages(self.optimizer, self.steps.variables)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(self.write_dir, 'checkpoints'),

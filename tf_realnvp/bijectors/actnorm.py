@@ -133,3 +133,20 @@ class ActNorm(tfp.bijectors.Bijector):
 
   def _inverse_log_det_jacobian(self, y):
     return tf.reduce_sum(self._log_scale)
+
+
+def initialize_actnorms(flow, batch):
+  """Initializes `flow`'s `ActNorm` layers on the events `batch()`, if needed.
+
+  `ActNorm` sets its statistics on the first batch it sees. Inside a
+  distributed step each replica would see only its share, and a mirrored
+  variable cannot be assigned per replica; so call this in cross-replica
+  context (under `strategy.scope()`, outside `strategy.run`) on a whole
+  global batch: one `log_prob` then sets every replica alike. `batch` is a
+  function, called only when some layer is not initialized (nor restored).
+  """
+  # `read_value`: the truth value of a mirrored variable itself is always True.
+  if any(isinstance(layer, ActNorm) and not layer.initialized.read_value()
+         for layer in flow.submodules):
+    flow.log_prob(batch())
+
