@@ -162,3 +162,22 @@ def test_actnorm_does_not_initialize_from_an_empty_batch():
   np.testing.assert_allclose(forward(x), standardized(x, x), rtol=1e-12,
                              atol=1e-12)
   assert actnorm.initialized
+
+
+@pytest.mark.parametrize('make', [lambda: ActNorm(2),
+                                  lambda: InvertibleConv1x1(2, seed=3)],
+                         ids=['actnorm', 'invertible_conv'])
+def test_two_instances_of_one_size_do_not_share_cached_results(make):
+  """TFP keys its bijector cache by what `_get_parameterization` returns; with
+  the constructor arguments there, `b.inverse(a.forward(x))` would return
+  `x` from `a`'s cache although `b`'s variables differ."""
+  a, b = make(), make()
+  x = tf.constant(np.random.RandomState(0).normal(size=(4, 2)), tf.float32)
+  a.forward(x)
+  b.forward(x + 5.)  # ActNorm: initialized on other data.
+  for variable in b.trainable_variables:
+    variable.assign_add(tf.fill(variable.shape, 0.1))
+  y = a.forward(x)
+  np.testing.assert_allclose(b.inverse(y), b.inverse(tf.identity(y)),
+                             rtol=1e-6)
+  assert not np.allclose(b.inverse(y), x)

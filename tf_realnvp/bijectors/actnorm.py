@@ -82,6 +82,12 @@ class ActNorm(tfp.bijectors.Bijector):
   def _parameter_properties(cls, dtype):
     return {}
 
+  def _get_parameterization(self):
+    # TFP compares bijectors, and keys its cache, by constructor arguments:
+    # two instances of one size would share cached results although their
+    # variables differ. Each instance equals only itself.
+    return id(self)
+
   @property
   def loc(self):
     return self._loc

@@ -90,6 +90,12 @@ class InvertibleConv1x1(tfp.bijectors.Bijector):
   def _parameter_properties(cls, dtype):
     return {}
 
+  def _get_parameterization(self):
+    # TFP compares bijectors, and keys its cache, by constructor arguments:
+    # two instances of one size would share cached results although their
+    # variables differ. Each instance equals only itself.
+    return id(self)
+
   def weight(self):
     """The current `[C, C]` matrix `W`."""
     return tfp.math.lu_reconstruct(
