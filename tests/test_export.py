@@ -197,7 +197,8 @@ def test_export_replaces_an_older_one(tmp_path):
   saved = [name for name, _ in tf.train.list_variables(
       os.path.join(export_dir, 'variables', 'variables'))
            if name != '_CHECKPOINTABLE_OBJECT_GRAPH']
-  assert len(saved) == len(flow.variables) + 2  # and the two shape facts
+  # And the three facts: event shape, max_samples, num_classes.
+  assert len(saved) == len(flow.variables) + 3
   assert os.listdir(tmp_path) == ['model']
 
 
@@ -322,3 +323,60 @@ def test_export_removes_leftovers_of_dead_processes_only(tmp_path):
   finally:
     live.kill()
     live.wait()
+
+
+CONDITIONAL_RELOAD_SCRIPT = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+model = tf.saved_model.load(sys.argv[1])
+x, labels = np.load('x.npy'), np.load('labels.npy')
+signatures = model.signatures
+z = signatures['encode'](x=x, label=labels)['z']
+facts = dict(
+    log_prob=signatures['serving_default'](x=x, label=labels)['log_prob']
+    .numpy().tolist(),
+    round_trip=signatures['decode'](z=z, label=labels)['x'].numpy().tolist(),
+    samples=model.sample_with_temperature(5, 0.5, [1, 2], 2).numpy().tolist(),
+    num_classes=int(model.num_classes.numpy()),
+    inputs={key: sorted(fn.structured_input_signature[1])
+            for key, fn in signatures.items()},
+    imported_tf_realnvp='tf_realnvp' in sys.modules)
+try:
+  model.log_prob(x, tf.constant([0, 3], tf.int32))
+  facts['bad_label'] = 'accepted'
+except tf.errors.InvalidArgumentError as error:
+  facts['bad_label'] = error.message
+with open('facts.json', 'w') as f:
+  json.dump(facts, f)
+"""
+
+
+def test_a_conditional_export_takes_labels_without_the_package(tmp_path):
+  flow = perturbed(tf_realnvp.RealNVP((2,), num_coupling_layers=2,
+                                      hidden_units=(8,), num_classes=3,
+                                      conditional_prior=True))
+  export_dir = export.export_saved_model(flow, str(tmp_path / 'model'))
+  x = np.array([[0.5, -1.], [2., 0.3]], np.float32)
+  labels = np.array([2, 0], np.int32)
+  np.save(tmp_path / 'x.npy', x)
+  np.save(tmp_path / 'labels.npy', labels)
+  run = subprocess.run([sys.executable, '-c', CONDITIONAL_RELOAD_SCRIPT,
+                        export_dir], capture_output=True, text=True,
+                       cwd=str(tmp_path),
+                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
+  assert run.returncode == 0, run.stderr[-3000:]
+  with open(tmp_path / 'facts.json') as f:
+    facts = json.load(f)
+  assert not facts['imported_tf_realnvp']
+  live = flow.log_prob(x, bijector_kwargs={'conditional_input': labels})
+  np.testing.assert_allclose(facts['log_prob'], live, rtol=1e-5)
+  np.testing.assert_allclose(facts['round_trip'], x, atol=1e-5)
+  live_samples = export.ExportedFlow(flow).sample_with_temperature(
+      5, 0.5, [1, 2], 2)
+  np.testing.assert_allclose(facts['samples'], live_samples, rtol=1e-5)
+  assert facts['num_classes'] == 3
+  assert facts['inputs']['serving_default'] == ['label', 'x']
+  assert facts['inputs']['sample_with_temperature'] == [
+      'label', 'n', 'seed', 'temperature']
+  assert 'labels must lie in [0, 3)' in facts['bad_label']

@@ -275,9 +275,9 @@ def test_fit_and_evaluate_use_the_one_objective(monkeypatch):
   calls = []
   loss = objective.loss
 
-  def recording(flow, x, l2):
+  def recording(flow, x, l2, context=None):
     calls.append(l2)
-    return loss(flow, x, l2)
+    return loss(flow, x, l2, context)
   monkeypatch.setattr(objective, 'loss', recording)
   model = FlowModel(kind='realnvp', event_shape=(2,),
                     settings=dict(num_layers=1, hidden_units=[4]), l2=1e-3)

@@ -56,6 +56,21 @@ def is_chief(strategy):
            'chief' not in resolver.cluster_spec().as_dict()))
 
 
+def is_multi_worker(strategy):
+  """Whether `strategy` spans several machines."""
+  return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def per_replica_batch_size(global_batch_size, strategy):
+  """Each replica's share of a global batch; a `ValueError` if the replicas
+  cannot share it evenly."""
+  replicas = strategy.num_replicas_in_sync
+  if global_batch_size % replicas:
+    raise ValueError(f'--batch_size={global_batch_size} must be divisible by '
+                     f'the {replicas} replicas.')
+  return global_batch_size // replicas
+
+
 def worker_shard(dataset, strategy):
   """This worker's part of each global batch (the whole batch on one machine).
 
@@ -68,6 +83,6 @@ def worker_shard(dataset, strategy):
              len(strategy.extended.worker_devices))
   if resolver is None or workers == 1:
     return dataset
-  global_batch = dataset.element_spec.shape[0]
+  global_batch = tf.nest.flatten(dataset.element_spec)[0].shape[0]
   return dataset.unbatch().shard(workers, resolver.task_id).batch(
       global_batch // workers, drop_remainder=True)

@@ -1,13 +1,20 @@
 """RealNVP as a TFP distribution: the multi-scale flow of Dinh et al. (2017)."""
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tensorflow_probability.python.distributions import transformed_distribution
 
 from tf_realnvp import networks
 from tf_realnvp.bijectors import masks
 from tf_realnvp.bijectors.actnorm import ActNorm
 from tf_realnvp.bijectors.affine_coupling import AffineCoupling
 from tf_realnvp.bijectors.batch_norm import BatchNorm
+from tf_realnvp.bijectors.conditional_prior import ConditionalPrior
+from tf_realnvp.bijectors.context import CONDITIONAL_INPUT
+from tf_realnvp.bijectors.context import Context
+from tf_realnvp.bijectors.context import takes_context
+from tf_realnvp.bijectors.context_chain import ContextChain
 from tf_realnvp.bijectors.factor_out import FactorOut
 from tf_realnvp.bijectors.invertible_conv import InvertibleConv1x1
 from tf_realnvp.bijectors.logit import LogitPreprocessing
@@ -24,9 +31,10 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
             num_coupling_layers=8, hidden_units=(128, 128), coupling='affine',
             step='realnvp', batch_norm_couplings=False,
             double_filters_at_squeeze=False, conditioner_options=None,
+            num_classes=0, context_size=0, conditional_prior=False,
             alpha=0.05,
             dtype=tf.float32, network_dtype=None, validate_args=True,
-            name='RealNVP'):
+            name=None):
   """A RealNVP flow: `tfd.TransformedDistribution` over a standard Normal.
 
   With `f` the data-to-latent map built from coupling layers,
@@ -67,6 +75,20 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
   objective), and running averages otherwise, where `log_prob` is an exact
   per-example density. Statistics are synchronized across replicas.
 
+  Conditional flows, `p(x | c)`: with `num_classes` (class labels) or
+  `context_size` (real vectors), every s/t network adds a learned embedding
+  of the context `c` to its first layer's output (at every position for
+  images), and `conditional_prior=True` ends the data-to-latent map with a
+  `ConditionalPrior`, a learned Normal prior per class (Glow's
+  class-conditional prior). The context travels as `conditional_input`:
+
+      flow.log_prob(x, bijector_kwargs={'conditional_input': labels})
+      flow.sample(n, bijector_kwargs={'conditional_input': labels})
+
+  A label (or vector) broadcasts against the batch: one for all, or one per
+  example. A conditional flow refuses a call without a context, an
+  unconditional one a call with one, and both any other keyword argument.
+
   Args:
     event_shape: `(H, W, C)` for images or `(D,)` for vectors.
     num_scales: images: scales of the multi-scale architecture; H and W must
@@ -89,16 +111,22 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
     conditioner_options: further keyword arguments of every s/t network
       (`networks.ResNetConditioner` for images, `networks.MLPConditioner` for
       vectors), e.g. `dict(batch_norm=True)`.
+    num_classes: condition on integer class labels in `[0, num_classes)`.
+    context_size: condition on float context vectors of this length.
+    conditional_prior: whether the prior's mean and scale depend on the
+      context (needs `num_classes` or `context_size`).
     alpha: images: the logit preprocessing's `alpha`.
     dtype: float dtype of the distribution.
     network_dtype: dtype policy of the s/t networks, e.g. `'mixed_bfloat16'`;
       defaults to `dtype`. Coupling arithmetic and log-dets stay in `dtype`.
     validate_args: whether to check inputs at run time (pixel range). XLA
       drops such checks inside compiled code.
-    name: name of the distribution.
+    name: name of the distribution (default: 'realnvp', 'nice' or 'glow',
+      after `coupling` and `step`, and not an explicit name: see `Flow`).
 
   Returns:
-    A `tfd.TransformedDistribution` with event shape `event_shape`.
+    A `Flow` (a `tfd.TransformedDistribution`) with event shape
+    `event_shape`.
 
   Raises:
     ValueError, TypeError: for an event shape or setting the flow cannot use.
@@ -116,11 +144,16 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
   if step not in STEPS:
     raise ValueError(f'step must be one of {STEPS}, got {step!r}.')
   event_shape = _check_event_shape(event_shape)
+  context = (Context(num_classes=num_classes, size=context_size)
+             if num_classes or context_size else None)
+  if conditional_prior and context is None:
+    raise ValueError('conditional_prior needs a context: num_classes or '
+                     'context_size.')
   settings = dict(additive=coupling == 'additive', glow=step == 'glow',
                   normalize_outputs=batch_norm_couplings, dtype=dtype,
-                  network_dtype=network_dtype or dtype.name,
+                  network_dtype=network_dtype or dtype.name, context=context,
                   validate_args=validate_args, **(conditioner_options or {}))
-  with tf.name_scope(name):
+  with tf.name_scope(name or flow_name(coupling, step)):
     if len(event_shape) == 3:
       check_scales(event_shape, num_scales)
       layers = [
@@ -137,12 +170,110 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
           for i in range(num_coupling_layers)]
     if coupling == 'additive':
       layers.append(_diagonal_scaling(event_shape, dtype))
-    return from_data_to_latent(layers, event_shape, dtype,
-                               validate_args=validate_args, name=name)
+    if conditional_prior:
+      layers.append(ConditionalPrior(event_shape, context, dtype=dtype,
+                                     validate_args=validate_args))
+    return from_data_to_latent(
+        layers, event_shape, dtype, validate_args=validate_args, name=name,
+        default_name=flow_name(coupling, step))
+
+
+def flow_name(coupling='affine', step='realnvp'):
+  """'realnvp', 'nice' or 'glow': the name of the flow these choices make."""
+  if step == 'glow':
+    return 'glow'
+  return 'nice' if coupling == 'additive' else 'realnvp'
+
+
+class Flow(transformed_distribution._TransformedDistribution):  # pylint: disable=protected-access
+  """A flow: `tfd.TransformedDistribution` of a base through a bijector,
+  in its own words where TFP's would mislead.
+
+  * Events: a tensor must have the flow's dtype, and NumPy arrays and
+    Python values must hold floats (TFP would cast them): integers are
+    refused with a `TypeError` naming the dtype, since 8-bit pixels need
+    dequantization, not a cast, to be events of an image flow's density.
+  * `cdf`, `quantile`, `entropy`, `mean`, `mode`, `stddev`, `variance`,
+    `covariance`: no closed form for a flow; `NotImplementedError` says so
+    and what to do instead (TFP's message names an internal method).
+  * Name: `name=None` gives the flow its `default_name` ('realnvp', 'maf',
+    ...) without making it explicit, so inside a `JointDistributionSequential`
+    the flow is named by the argument that refers to it, as TFP's own
+    distributions are.
+  """
+
+  def __init__(self, distribution, bijector, validate_args=False, name=None,
+               default_name='flow'):
+    parameters = dict(locals())
+    super().__init__(distribution, bijector, validate_args=validate_args,
+                     parameters=parameters, name=name or default_name)
+
+  @classmethod
+  def _parameter_properties(cls, dtype, num_classes=None):
+    return transformed_distribution._TransformedDistribution._parameter_properties(  # pylint: disable=protected-access
+        dtype, num_classes=num_classes)
+
+  def _checked_events(self, value, method):
+    dtype = getattr(value, 'dtype', None)
+    if dtype is None:  # Python values: TFP converts them.
+      dtype = np.asarray(value).dtype
+    dtype = tf.as_dtype(dtype)
+    wrong = (dtype != self.dtype if tf.is_tensor(value)
+             else not dtype.is_floating)
+    if wrong:
+      raise TypeError(
+          f'{self.name}.{method}: events must be {self.dtype.name}, got '
+          f'{dtype.name}. Cast them, e.g. tf.cast(x, {self.dtype.name!r}); '
+          '8-bit pixels need dequantization first (x + uniform noise in '
+          '[0, 1), tf_realnvp.dequantization).')
+    return value
+
+  def log_prob(self, value, name='log_prob', **kwargs):
+    return super().log_prob(self._checked_events(value, 'log_prob'), name,
+                            **kwargs)
+
+  def prob(self, value, name='prob', **kwargs):
+    return super().prob(self._checked_events(value, 'prob'), name, **kwargs)
+
+  def _not_tractable(self, what, instead):
+    raise NotImplementedError(
+        f'{self.name}: a normalizing flow has no closed-form {what}; '
+        f'{instead}')
+
+  def _cdf(self, value, **kwargs):
+    self._not_tractable('cdf', 'estimate it from samples.')
+
+  _log_cdf = _survival_function = _log_survival_function = _cdf
+
+  def _quantile(self, value, **kwargs):
+    self._not_tractable('quantile', 'estimate it from samples.')
+
+  def _entropy(self, **kwargs):
+    self._not_tractable(
+        'entropy', 'estimate it as -mean(log_prob(sample(n))).')
+
+  def _moment(self, what):
+    self._not_tractable(
+        what, f'estimate it from samples, e.g. over flow.sample(10000).')
+
+  def _mean(self, **kwargs):
+    self._moment('mean')
+
+  def _mode(self, **kwargs):
+    self._moment('mode')
+
+  def _stddev(self, **kwargs):
+    self._moment('stddev')
+
+  def _variance(self, **kwargs):
+    self._moment('variance')
+
+  def _covariance(self, **kwargs):
+    self._moment('covariance')
 
 
 def from_data_to_latent(layers, event_shape, dtype=tf.float32,
-                        validate_args=False, name=None):
+                        validate_args=False, name=None, default_name='flow'):
   """The flow whose data-to-latent map applies `layers` in list order.
 
       log p(x) = log N(f(x); 0, I) + log|det df/dx|,   f = layers[-1] o ... o layers[0]
@@ -151,13 +282,14 @@ def from_data_to_latent(layers, event_shape, dtype=tf.float32,
   as the paper writes its equations; TFP's distributions sample through
   `bijector.forward`, so the flow's bijector is `Invert(f)`. Every flow of
   this package is built here, RealNVP as well as the flows it is compared
-  with (whose TFP bijectors enter `layers` as `tfb.Invert(...)`).
+  with (whose TFP bijectors enter `layers` as `tfb.Invert(...)`). The
+  result is a `Flow` named `name`, or `default_name` when it is `None`.
   """
   base = tfd.Sample(tfd.Normal(tf.zeros([], dtype), tf.ones([], dtype)),
                     sample_shape=event_shape)
-  return tfd.TransformedDistribution(
-      base, tfb.Invert(_sequence(layers)), validate_args=validate_args,
-      name=name)
+  return Flow(base, tfb.Invert(_sequence(layers)),
+              validate_args=validate_args, name=name,
+              default_name=default_name)
 
 
 def with_temperature(flow, temperature):
@@ -172,7 +304,31 @@ def with_temperature(flow, temperature):
   base = tfd.Sample(
       tfd.Normal(tf.zeros([], dtype), tf.constant(temperature, dtype)),
       sample_shape=flow.event_shape)
-  return tfd.TransformedDistribution(base, flow.bijector, name=flow.name)
+  return Flow(base, flow.bijector, default_name=flow.name)
+
+
+def log_prob(flow, x, context=None):
+  """`flow.log_prob(x)`, or `log p(x | context)` of a conditional flow."""
+  if context is None:
+    return flow.log_prob(x)
+  return flow.log_prob(x, bijector_kwargs={CONDITIONAL_INPUT: context})
+
+
+def sample(flow, n, seed, context=None):
+  """`n` samples of `flow`, or of `p(x | context)` for a conditional flow."""
+  if context is None:
+    return flow.sample(n, seed=seed)
+  return flow.sample(n, seed=seed,
+                     bijector_kwargs={CONDITIONAL_INPUT: context})
+
+
+def context_of(flow):
+  """The `Context` `flow` (a distribution or bijector) is conditioned on, or
+  `None` for an unconditional flow."""
+  for module in flow.submodules:
+    if takes_context(module) and getattr(module, 'context', None):
+      return module.context
+  return None
 
 
 def couplings(flow):
@@ -194,8 +350,9 @@ def weight_scale_l2(flow):
 
 
 def _sequence(bijectors):
-  """`tfb.Chain` that applies `bijectors` in list order (first one first)."""
-  return tfb.Chain(list(reversed(bijectors)))
+  """A chain that applies `bijectors` in list order (first one first) and
+  hands a context to those that read it (`ContextChain`)."""
+  return ContextChain(list(reversed(bijectors)))
 
 
 def _diagonal_scaling(event_shape, dtype):
@@ -209,14 +366,16 @@ def _diagonal_scaling(event_shape, dtype):
 
 
 def _coupling(mask, conditioner_class, additive, glow, normalize_outputs,
-              dtype, network_dtype, validate_args, **network_kwargs):
+              dtype, network_dtype, context, validate_args, **network_kwargs):
   """A coupling on `mask`, after actnorm and a 1x1 convolution if `glow`,
-  before a `BatchNorm` bijector if `normalize_outputs`."""
+  before a `BatchNorm` bijector if `normalize_outputs`; conditioned on
+  `context` unless it is `None`."""
   channels = mask.shape[-1]
   conditioner = conditioner_class(
-      channels, additive=additive, dtype=network_dtype, **network_kwargs)
+      channels, additive=additive, dtype=network_dtype,
+      context_features=context.features if context else 0, **network_kwargs)
   step = [AffineCoupling(mask, conditioner, additive=additive,
-                         validate_args=validate_args)]
+                         context=context, validate_args=validate_args)]
   if glow:
     step = [ActNorm(channels, dtype=dtype, validate_args=validate_args),
             InvertibleConv1x1(channels, dtype=dtype,

@@ -24,6 +24,14 @@ by name and return a dict of named outputs (`SIGNATURES`):
 `serving_default`, the signature a client gets when it names none, is
 `log_prob`.
 
+A conditional flow's functions take its context as a last input, named
+`label` for a class-conditional flow (int32: `[batch]` beside `x` or `z`,
+a scalar for `sample` and `sample_with_temperature`, whose `n` samples are
+all of that class) and `context` for one conditioned on vectors (float:
+`[batch, size]`, or `[size]` for sampling); labels must lie in
+`[0, num_classes)`. `m.num_classes` is the number of classes (0 if the flow
+has none).
+
 The functions check their inputs themselves, with TensorFlow asserts saved
 in the model, and raise `tf.errors.InvalidArgumentError` naming the limit
 rather than return NaN or exhaust memory:
@@ -58,7 +66,9 @@ import shutil
 
 import tensorflow as tf
 
+from tf_realnvp.bijectors.context import CONDITIONAL_INPUT
 from tf_realnvp.bijectors.logit import LogitPreprocessing
+from tf_realnvp.distribution import context_of
 
 # Values (samples times event size) one sampling call may return.
 MAX_SAMPLE_ELEMENTS = 2**20
@@ -104,20 +114,57 @@ class ExportedFlow(tf.Module):
     events = tf.TensorSpec([None] + shape, flow.dtype, name='x')
     latents = tf.TensorSpec([None] + shape, flow.dtype, name='z')
     count = tf.TensorSpec([], tf.int32, name='n')
-    self.log_prob = tf.function(self._log_prob, input_signature=[events])
-    self.encode = tf.function(self._encode, input_signature=[events])
-    self.decode = tf.function(self._decode, input_signature=[latents])
-    self.sample = tf.function(self._sample, input_signature=[count])
+    self._context = context_of(flow)
+    self.num_classes = tf.Variable(
+        self._context.num_classes if self._context else 0, dtype=tf.int32,
+        trainable=False, name='num_classes')
+    per_event, per_call = self._context_specs(flow.dtype)
+    self.log_prob = tf.function(self._log_prob,
+                                input_signature=[events] + per_event)
+    self.encode = tf.function(self._encode,
+                              input_signature=[events] + per_event)
+    self.decode = tf.function(self._decode,
+                              input_signature=[latents] + per_event)
+    self.sample = tf.function(self._sample,
+                              input_signature=[count] + per_call)
     self.sample_with_temperature = tf.function(
         self._sample_with_temperature, input_signature=[
             count, tf.TensorSpec([], flow.dtype, name='temperature'),
-            tf.TensorSpec([2], tf.int32, name='seed')])
+            tf.TensorSpec([2], tf.int32, name='seed')] + per_call)
+
+  def _context_specs(self, dtype):
+    """The context's input specs: `([per event], [per sampling call])`,
+    both empty for an unconditional flow."""
+    context = self._context
+    if context is None:
+      return [], []
+    if context.num_classes:
+      return ([tf.TensorSpec([None], tf.int32, name='label')],
+              [tf.TensorSpec([], tf.int32, name='label')])
+    return ([tf.TensorSpec([None, context.size], dtype, name='context')],
+            [tf.TensorSpec([context.size], dtype, name='context')])
+
+  def _bijector_kwargs(self, context):
+    """`{'conditional_input': c}` of a checked context, or `{}`."""
+    if not context:
+      return {}
+    (value,) = context
+    if self._context.num_classes:
+      message = (f'labels must lie in [0, {self._context.num_classes})')
+      checks = [tf.debugging.assert_non_negative(value, message),
+                tf.debugging.assert_less(
+                    value, self._context.num_classes, message)]
+    else:
+      checks = [tf.debugging.assert_all_finite(
+          value, 'context vectors must be finite')]
+    with tf.control_dependencies(checks):
+      return {CONDITIONAL_INPUT: tf.identity(value)}
 
   def signatures(self):
     """`{key: tf.function}` for `tf.saved_model.save`, as `SIGNATURES` says.
 
     The input names are the `TensorSpec` names (`x`, `z`, `n`,
-    `temperature`, `seed`).
+    `temperature`, `seed`, and `label` or `context`).
     """
     def named(function, output):
       return tf.function(lambda *inputs: {output: function(*inputs)},
@@ -142,17 +189,20 @@ class ExportedFlow(tf.Module):
     with tf.control_dependencies(checks):
       return tf.identity(x)
 
-  def _log_prob(self, x):
-    return self.flow.log_prob(self._checked_events(x, 'log_prob'))
+  def _log_prob(self, x, *context):
+    return self.flow.log_prob(self._checked_events(x, 'log_prob'),
+                              bijector_kwargs=self._bijector_kwargs(context))
 
-  def _encode(self, x):
-    return self.flow.bijector.inverse(self._checked_events(x, 'encode'))
+  def _encode(self, x, *context):
+    return self.flow.bijector.inverse(self._checked_events(x, 'encode'),
+                                      **self._bijector_kwargs(context))
 
-  def _decode(self, z):
+  def _decode(self, z, *context):
     check = tf.debugging.assert_all_finite(
         z, 'decode: latents z must be finite, got NaN or infinity')
     with tf.control_dependencies([check]):
-      return self.flow.bijector.forward(tf.identity(z))
+      return self.flow.bijector.forward(tf.identity(z),
+                                        **self._bijector_kwargs(context))
 
   def _noise_shape(self, n):
     """`[n, *event_shape]`, once `n` is checked: before anything is drawn."""
@@ -167,11 +217,11 @@ class ExportedFlow(tf.Module):
     with tf.control_dependencies(checks):
       return tf.concat([[n], self._shape], 0)
 
-  def _sample(self, n):
+  def _sample(self, n, *context):
     z = tf.random.normal(self._noise_shape(n), dtype=self.flow.dtype)
-    return self.flow.bijector.forward(z)
+    return self.flow.bijector.forward(z, **self._bijector_kwargs(context))
 
-  def _sample_with_temperature(self, n, temperature, seed):
+  def _sample_with_temperature(self, n, temperature, seed, *context):
     message = ('temperature must be positive and finite (1 samples the '
                'flow, below 1 trades diversity for quality)')
     checks = [tf.debugging.assert_all_finite(temperature, message),
@@ -179,7 +229,8 @@ class ExportedFlow(tf.Module):
     with tf.control_dependencies(checks):
       z = tf.random.stateless_normal(
           self._noise_shape(n), seed, dtype=self.flow.dtype)
-    return self.flow.bijector.forward(z * temperature)
+    return self.flow.bijector.forward(z * temperature,
+                                      **self._bijector_kwargs(context))
 
 
 def export_saved_model(flow, export_dir):

@@ -39,6 +39,7 @@ tfd = tfp.distributions
 
 def coupling_flow(dims, coupling='affine', step='realnvp', num_layers=8,
                   hidden_units=(128, 128), batch_norm_couplings=False,
+                  num_classes=0, context_size=0, conditional_prior=False,
                   dtype=tf.float32, network_dtype=None, validate_args=True):
   """RealNVP, NICE or Glow on vectors: `tf_realnvp.RealNVP((dims,), ...)`.
 
@@ -51,7 +52,8 @@ def coupling_flow(dims, coupling='affine', step='realnvp', num_layers=8,
   flow. Both directions cost one network
   pass per layer. `batch_norm_couplings` follows every coupling with the
   paper's `BatchNorm` bijector. `network_dtype` is the conditioners' dtype
-  policy (e.g. `'mixed_bfloat16'`).
+  policy (e.g. `'mixed_bfloat16'`). `num_classes`, `context_size` and
+  `conditional_prior` make a conditional flow (see `tf_realnvp.RealNVP`).
 
   References: Dinh, Sohl-Dickstein, Bengio, Density estimation using Real
   NVP, ICLR 2017, https://arxiv.org/abs/1605.08803; Dinh, Krueger, Bengio,
@@ -61,16 +63,10 @@ def coupling_flow(dims, coupling='affine', step='realnvp', num_layers=8,
   """
   return RealNVP((dims,), num_coupling_layers=num_layers,
                  hidden_units=hidden_units, coupling=coupling, step=step,
-                 batch_norm_couplings=batch_norm_couplings, dtype=dtype,
-                 network_dtype=network_dtype, validate_args=validate_args,
-                 name=coupling_flow_name(coupling, step))
-
-
-def coupling_flow_name(coupling='affine', step='realnvp'):
-  """'realnvp', 'nice' or 'glow': the name of the flow these choices make."""
-  if step == 'glow':
-    return 'glow'
-  return 'nice' if coupling == 'additive' else 'realnvp'
+                 batch_norm_couplings=batch_norm_couplings,
+                 num_classes=num_classes, context_size=context_size,
+                 conditional_prior=conditional_prior, dtype=dtype,
+                 network_dtype=network_dtype, validate_args=validate_args)
 
 
 def masked_autoregressive_flow(dims, num_layers=5, hidden_units=(128, 128),
@@ -111,7 +107,7 @@ def masked_autoregressive_flow(dims, num_layers=5, hidden_units=(128, 128),
     maf = tfb.MaskedAutoregressiveFlow(made)
     layers.append(maf if inverse else tfb.Invert(maf))
   return from_data_to_latent(layers, (dims,), dtype,
-                             name='iaf' if inverse else 'maf')
+                             default_name='iaf' if inverse else 'maf')
 
 
 def ffjord_flow(dims, hidden_units=(64, 64, 64), dtype=tf.float32, rtol=1e-3,
@@ -139,7 +135,7 @@ def ffjord_flow(dims, hidden_units=(64, 64, 64), dtype=tf.float32, rtol=1e-3,
       trace_augmentation_fn=tfb.ffjord.trace_jacobian_exact, dtype=dtype)
   # TFP's FFJORD maps noise to data in `forward`.
   return from_data_to_latent([tfb.Invert(bijector)], (dims,), dtype,
-                             name='ffjord')
+                             default_name='ffjord')
 
 
 class TimeConditionedMLP(tf.Module):
@@ -180,13 +176,15 @@ class FlowKind:
     return self.image_settings if len(event_shape) == 3 else self.vector_settings
 
 
+_CONDITIONAL_SETTINGS = ('num_classes', 'context_size', 'conditional_prior')
 _COUPLING_VECTOR_SETTINGS = ('num_layers', 'hidden_units',
                              'batch_norm_couplings', 'dtype', 'network_dtype',
-                             'validate_args')
+                             'validate_args') + _CONDITIONAL_SETTINGS
 _COUPLING_IMAGE_SETTINGS = ('num_scales', 'num_res_blocks', 'num_filters',
                             'batch_norm_couplings',
                             'double_filters_at_squeeze', 'conditioner_options',
-                            'alpha', 'dtype', 'network_dtype', 'validate_args')
+                            'alpha', 'dtype', 'network_dtype',
+                            'validate_args') + _CONDITIONAL_SETTINGS
 
 
 def _coupling_kind(**choices):
@@ -194,8 +192,7 @@ def _coupling_kind(**choices):
   return FlowKind(
       vectors=functools.partial(coupling_flow, **choices),
       vector_settings=_COUPLING_VECTOR_SETTINGS,
-      images=functools.partial(RealNVP, name=coupling_flow_name(**choices),
-                               **choices),
+      images=functools.partial(RealNVP, **choices),
       image_settings=_COUPLING_IMAGE_SETTINGS)
 
 
@@ -224,7 +221,9 @@ def make_flow(kind, event_shape=(2,), **settings):
     **settings: keyword arguments of the kind's builder, as listed by
       `FLOWS[kind].settings(event_shape)`: for vectors `num_layers`,
       `hidden_units`, `dtype`; for 'realnvp', 'nice' and 'glow' also
-      `batch_norm_couplings`, `network_dtype` and `validate_args`; for
+      `batch_norm_couplings`, `network_dtype`, `validate_args` and the
+      conditional settings `num_classes`, `context_size`,
+      `conditional_prior`; for
       'ffjord' `hidden_units`, `dtype`, `rtol`, `atol`; for images the
       arguments of `tf_realnvp.RealNVP` (`num_scales`, `num_res_blocks`,
       `num_filters`, ...).

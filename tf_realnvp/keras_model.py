@@ -37,7 +37,9 @@ from tf_realnvp import flows
 from tf_realnvp import mode
 from tf_realnvp import objective
 from tf_realnvp.bijectors.actnorm import initialize_actnorms
+from tf_realnvp.distribution import context_of
 from tf_realnvp.distribution import couplings
+from tf_realnvp.distribution import log_prob
 
 # The paper's coefficient of the L2 penalty on the weight-normalization gains
 # (Dinh et al. 2017, Sec. 4.1).
@@ -118,6 +120,7 @@ class FlowModel(keras.Model):
     self.flow = flow
     self.l2 = float(l2)
     self._images = len(flow.event_shape) == 3
+    self._context = context_of(flow)
     # Tracked by Keras: one `keras.Variable` per variable of the flow.
     self._flow_weights = _keras_variables(flow)
     # TFP's ODE solver keeps lists of unknown length, which XLA refuses; Keras
@@ -133,12 +136,16 @@ class FlowModel(keras.Model):
   def metrics(self):
     return [self.loss_tracker, self.nll_tracker]
 
-  def call(self, x):
-    """`flow.log_prob(x)`: the log-density of each event, in nats."""
-    return self.flow.log_prob(tf.cast(x, self.flow.dtype))
+  def call(self, inputs):
+    """`flow.log_prob(x)`: the log-density of each event, in nats; for a
+    conditional flow `inputs` is `(x, context)`, giving `log p(x | c)`."""
+    return log_prob(self.flow, *self._events_and_context(
+        inputs if self._context else (inputs,)))
 
-  def initialize(self, x):
+  def initialize(self, x, context=None):
     """Initializes Glow's `ActNorm` layers on the batch `x`, once.
+
+    (`context`: a conditional flow's context of the batch.)
 
     `ActNorm` takes its statistics from the first batch it sees. Inside a
     distributed step each replica would see only its share and could not
@@ -147,14 +154,15 @@ class FlowModel(keras.Model):
     `ActNorm`, or once its layers are initialized (or restored).
     """
     with self.distribute_strategy.scope():
-      initialize_actnorms(self.flow, lambda: tf.cast(x, self.flow.dtype))
+      initialize_actnorms(self.flow, lambda: log_prob(
+          self.flow, tf.cast(x, self.flow.dtype), context))
 
   def fit(self, x=None, y=None, batch_size=None, *args, **kwargs):
     if not self.trainable_weights:
       raise ValueError(
           f'{self.name} has no trainable weights: its flow has no trainable '
           'variables, so fit would change nothing.')
-    self._initialize_from(x, batch_size)
+    self._initialize_from(x, y, batch_size)
     if self.optimizer is not None and not self.optimizer.built:
       # Here, not where Keras would without a strategy, inside the traced
       # step: variables created there make TensorFlow trace the step twice
@@ -164,7 +172,7 @@ class FlowModel(keras.Model):
     return super().fit(x, y, batch_size, *args, **kwargs)
 
   def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
-    self._initialize_from(x, batch_size)
+    self._initialize_from(x, y, batch_size)
     return super().evaluate(x, y, batch_size, *args, **kwargs)
 
   def save(self, filepath, *args, **kwargs):
@@ -172,10 +180,10 @@ class FlowModel(keras.Model):
     return super().save(filepath, *args, **kwargs)
 
   def train_step(self, data):
-    x = self._events(data)
+    x, context = self._events_and_context(data)
     with tf.GradientTape() as tape:
       with mode.training():
-        loss, mean_nll = objective.loss(self.flow, x, self.l2)
+        loss, mean_nll = objective.loss(self.flow, x, self.l2, context)
       # Keras's optimizer sums the replicas' gradients.
       replicas = tf.distribute.get_strategy().num_replicas_in_sync
       scaled = self.optimizer.scale_loss(loss / replicas)
@@ -185,8 +193,8 @@ class FlowModel(keras.Model):
     return self._update_metrics(x, loss, mean_nll)
 
   def test_step(self, data):
-    x = self._events(data)
-    loss, mean_nll = objective.loss(self.flow, x, self.l2)
+    x, context = self._events_and_context(data)
+    loss, mean_nll = objective.loss(self.flow, x, self.l2, context)
     return self._update_metrics(x, loss, mean_nll)
 
   def get_config(self):
@@ -210,22 +218,28 @@ class FlowModel(keras.Model):
     self.nll_tracker.update_state(mean_nll, sample_weight=events)
     return {metric.name: metric.result() for metric in self.metrics}
 
-  def _events(self, data):
-    """The events of a batch `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`,
-    in the flow's dtype: Keras hands arrays over as float32, pixels may be
-    integers."""
-    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-    return tf.cast(x, self.flow.dtype)
+  def _events_and_context(self, data):
+    """`(x, context)` of a batch `x`, `(x,)`, `(x, y)` or `(x, y,
+    sample_weight)`: the events in the flow's dtype (Keras hands arrays over
+    as float32, pixels may be integers) and, for a conditional flow, `y` as
+    its context (else `None`; an unconditional flow ignores `y`)."""
+    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+    if self._context and y is None:
+      raise ValueError(
+          f'{self.name}: the flow is conditional; give fit/evaluate (x, y) '
+          'batches, y its context (class labels or vectors).')
+    return tf.cast(x, self.flow.dtype), (y if self._context else None)
 
-  def _initialize_from(self, x, batch_size):
+  def _initialize_from(self, x, y, batch_size):
     """`initialize` on the first batch of `fit`'s or `evaluate`'s data."""
     if isinstance(x, tf.data.Dataset):
-      batch = self._events(next(iter(x)))
+      batch = next(iter(x))
     elif x is None or not hasattr(x, 'shape'):
       return  # A generator or PyDataset: nothing to peek at without using it.
     else:
-      batch = x[:batch_size or 32]
-    self.initialize(batch)
+      size = batch_size or 32
+      batch = (x[:size],) if y is None else (x[:size], y[:size])
+    self.initialize(*self._events_and_context(batch))
 
 
 def _keras_variables(flow):

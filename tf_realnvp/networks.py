@@ -152,12 +152,37 @@ class ResidualBlock(keras.layers.Layer):
 class _Conditioner(keras.layers.Layer):
   """Shared head: splits the last layer's output into `(shift, log_scale)`."""
 
-  def __init__(self, channels, additive, **kwargs):
+  def __init__(self, channels, additive, context_features=0, **kwargs):
     # The head runs in the variable dtype (float32 under a mixed policy):
     # shifts and log-scales need its precision (see the module docstring).
     super().__init__(autocast=False, **kwargs)
     self.channels = channels
     self.additive = additive
+    self.context_features = context_features
+    self.context_embedding = None
+
+  def _build_context_embedding(self, units):
+    """A learned linear map of the context's features to `units`.
+
+    Of a class label's one-hot vector, it is a learned embedding per class.
+    """
+    if self.context_features:
+      self.context_embedding = keras.layers.Dense(
+          units, use_bias=False, dtype=self.variable_dtype,
+          name='context_embedding')
+
+  def _add_context(self, h, context):
+    """`h` plus the context's embedding, broadcast over space for images."""
+    if (context is None) != (self.context_embedding is None):
+      raise ValueError(
+          f'{self.name}: built with context_features={self.context_features}'
+          f' but called {"without" if context is None else "with"} a context.')
+    if context is None:
+      return h
+    embedding = self.context_embedding(context)
+    if len(h.shape) == 4:
+      embedding = embedding[:, None, None, :]
+    return h + ops.cast(embedding, h.dtype)
 
   def _build_head(self, kernel_size):
     # A plain layer with zero kernel and bias (Glow's zero initialization,
@@ -215,6 +240,9 @@ class ResNetConditioner(_Conditioner):
     num_blocks: residual blocks.
     num_filters: feature maps of the hidden convolutions.
     additive: whether to return only a shift (NICE).
+    context_features: a conditional coupling's context features per
+      example (0: none); `call(x, context)` adds their learned embedding to
+      the stem's feature maps at every position.
     batch_norm: batch normalization before every ReLU (and of the input with
       `concat_relu_input`); see `tf_realnvp.mode`.
     concat_relu_input: whether the stem reads `relu(concat(x, -x))`.
@@ -240,14 +268,15 @@ class ResNetConditioner(_Conditioner):
                   for i in range(num_blocks + 1)] if skip_outputs else None
     self.output_activation = PreActivation(
         batch_norm, dtype=self.variable_dtype, name='output_activation')
+    self._build_context_embedding(num_filters)
     self._build_head(kernel_size=3)
 
-  def call(self, x):
+  def call(self, x, context=None):
     if self.concat_relu_input:
       if self.input_norm is not None:
         x = self.input_norm(x, training=mode.is_training())
       x = ops.relu(ops.concatenate([x, -x], axis=-1))
-    h = self.stem(x)
+    h = self._add_context(self.stem(x), context)
     if self.skips is None:
       for block in self.blocks:
         h = block(h)
@@ -266,6 +295,9 @@ class MLPConditioner(_Conditioner):
     channels: size D of the event vector.
     hidden_units: widths of the hidden ReLU layers.
     additive: whether to return only a shift (NICE).
+    context_features: a conditional coupling's context features per
+      example (0: none); `call(x, context)` adds their learned embedding to
+      the first hidden layer before its ReLU.
   """
 
   def __init__(self, channels, hidden_units=(128, 128), additive=False,
@@ -275,10 +307,11 @@ class MLPConditioner(_Conditioner):
         WeightNormDense(units, name=f'hidden{i}', dtype=(
             self.variable_dtype if i == 0 else self.dtype_policy))
         for i, units in enumerate(hidden_units)]
+    self._build_context_embedding(hidden_units[0])
     self._build_head(kernel_size=None)
 
-  def call(self, x):
-    h = x
-    for layer in self.hidden:
+  def call(self, x, context=None):
+    h = ops.relu(self._add_context(self.hidden[0](x), context))
+    for layer in self.hidden[1:]:
       h = ops.relu(layer(h))
     return self._shift_and_log_scale(h)

@@ -9,13 +9,25 @@ import math
 
 import tensorflow as tf
 
+from tf_realnvp.distribution import log_prob
 from tf_realnvp.distribution import weight_scale_l2
 
 
-def loss(flow, x, l2):
+def split(batch):
+  """`(x, context)` of a batch: events `x`, or a pair `(x, labels)` for a
+  conditional flow; the context is `None` for events alone."""
+  if isinstance(batch, (tuple, list)):
+    x, context = batch
+    return x, context
+  return batch, None
+
+
+def loss(flow, x, l2, context=None):
   """The paper's objective on the batch `x`, and its mean NLL for reporting.
 
       loss = -mean_i log p(x_i) / D  +  l2 * sum_g g^2
+
+  (`log p(x_i | c_i)` for a conditional flow and its `context`.)
 
   The negative log-likelihood is per dimension (`D`, the number of entries
   of an event), the scale of bits/dim, so one `l2` means the same penalty
@@ -28,12 +40,14 @@ def loss(flow, x, l2):
     flow: a distribution with `log_prob`, e.g. `tf_realnvp.RealNVP`.
     x: a batch of events, `[batch, *flow.event_shape]`.
     l2: the penalty's coefficient.
+    context: a conditional flow's context of the batch (e.g. labels
+      `[batch]`), else `None`.
 
   Returns:
     `(loss, mean_nll)`: the scalar to minimise, and `-mean_i log p(x_i)` in
     nats per event (without the penalty), the figure training reports.
   """
-  mean_nll = -tf.reduce_mean(flow.log_prob(x))
+  mean_nll = -tf.reduce_mean(log_prob(flow, x, context))
   dims = flow.event_shape.num_elements()
   return mean_nll / dims + l2 * weight_scale_l2(flow), mean_nll
 

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from tf_realnvp import console
 from tf_realnvp import distribute
+from tf_realnvp import distribution
 from tf_realnvp import evaluation
 from tf_realnvp import experiment as experiment_lib
 from tf_realnvp import mode
@@ -44,8 +45,15 @@ class TrainingDivergedError(RuntimeError):
 
 
 def check_batches(dataset, flow):
-  """Raises if `dataset`'s batches cannot be events of `flow`."""
-  spec = dataset.element_spec
+  """Raises if `dataset`'s batches (events, or `(events, context)`) cannot
+  be events (and contexts) of `flow`."""
+  spec, context = objective.split(dataset.element_spec)
+  conditional = distribution.context_of(flow) is not None
+  if (context is not None) != conditional:
+    raise ValueError(
+        'The input pipeline yields '
+        f'{"(events, context) pairs" if context is not None else "events alone"}'
+        f', and the flow is {"" if conditional else "not "}conditional.')
   expected = tf.TensorShape([None]).concatenate(flow.event_shape)
   if spec.dtype != flow.dtype or not expected.is_compatible_with(spec.shape):
     raise ValueError(
@@ -73,16 +81,14 @@ class Steps:
     self.l2 = l2
     self.clip_norm = clip_norm
     self.variables = flow.trainable_variables
-    if global_batch_size % strategy.num_replicas_in_sync:
-      raise ValueError(
-          f'--batch_size={global_batch_size} must be divisible by the '
-          f'{strategy.num_replicas_in_sync} replicas.')
+    self.replica_batch_size = distribute.per_replica_batch_size(
+        global_batch_size, strategy)
     self.bad_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                                  name='bad_steps')
     self._replica_gradients = tf.function(self._gradients, jit_compile=jit)
     self.train_step = tf.function(self._train_step)
 
-  def _gradients(self, x):
+  def _gradients(self, batch):
     """Per-replica NLL sum and gradients of this replica's share of the loss.
 
     Every replica has an equal share of the global batch, so the replicas'
@@ -90,21 +96,22 @@ class Steps:
     forward pass runs in training mode (`tf_realnvp.mode`): batch
     normalization uses and updates the batch's statistics.
     """
+    x, context = objective.split(batch)
     with tf.GradientTape() as tape:
       with mode.training():
-        loss, mean_nll = objective.loss(self.flow, x, self.l2)
+        loss, mean_nll = objective.loss(self.flow, x, self.l2, context)
       loss = loss / self.strategy.num_replicas_in_sync
     nll_sum = mean_nll * tf.cast(tf.shape(x)[0], mean_nll.dtype)
     return nll_sum, tape.gradient(loss, self.variables)
 
   def _split(self, batch):
     """Gives each local replica its contiguous share of this worker's batch."""
-    share = self.global_batch_size // self.strategy.num_replicas_in_sync
+    share = self.replica_batch_size
     local_replicas = len(self.strategy.extended.worker_devices)
 
     def replica_share(context):
       start = context.replica_id_in_sync_group % local_replicas * share
-      return batch[start:start + share]
+      return tf.nest.map_structure(lambda t: t[start:start + share], batch)
     return self.strategy.experimental_distribute_values_from_function(
         replica_share)
 
@@ -204,10 +211,10 @@ def train_and_evaluate(experiment, devices=None):
   """
   config = experiment.config
   strategy = distribute.make_strategy(config.strategy, devices)  # First.
-  if config.batch_size % strategy.num_replicas_in_sync:
-    raise experiment_lib.ConfigError(
-        f'--batch_size={config.batch_size} must be divisible by the '
-        f'{strategy.num_replicas_in_sync} replicas.')
+  try:
+    distribute.per_replica_batch_size(config.batch_size, strategy)
+  except ValueError as error:
+    raise experiment_lib.ConfigError(str(error)) from None
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   chief = distribute.is_chief(strategy)
@@ -218,9 +225,9 @@ def train_and_evaluate(experiment, devices=None):
     finally:
       shutil.rmtree(write_dir, ignore_errors=True)
   # With several workers, TensorFlow's handler watches for SIGTERM.
-  multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
   with model_dir_lib.locked(config.model_dir), (
-      contextlib.nullcontext() if multi_worker else _StopOnSignal()) as stop:
+      contextlib.nullcontext() if distribute.is_multi_worker(strategy)
+      else _StopOnSignal()) as stop:
     if config.restart:
       model_dir_lib.remove_checkpoints(
           os.path.join(config.model_dir, 'checkpoints'))
@@ -302,7 +309,8 @@ class Training:
           f'past the {self.num_steps} steps asked: ask for more, or use '
           'another --model_dir.')
     # Every worker reads the same (unsharded) first batch.
-    initialize_actnorms(self.flow, lambda: next(iter(self.all_train_data)))
+    initialize_actnorms(self.flow, lambda: distribution.log_prob(
+        self.flow, *objective.split(next(iter(self.all_train_data)))))
     optimizers.start_averages(self.optimizer, self.steps.variables)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(self.write_dir, 'checkpoints'),
@@ -316,10 +324,8 @@ class Training:
 
   def run(self):
     """Trains to the last step, saves, exports; returns the final metrics."""
-    multi_worker = isinstance(self.strategy,
-                              tf.distribute.MultiWorkerMirroredStrategy)
     run_step = self._train_step
-    if multi_worker:
+    if distribute.is_multi_worker(self.strategy):
       preemption = tf.distribute.experimental.PreemptionCheckpointHandler(
           self.strategy.cluster_resolver, self.manager)
       run_step = lambda: preemption.run(self._train_step)

@@ -3,12 +3,14 @@
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tf_realnvp.bijectors.own_variables import OwnVariables
+
 # Added to the per-channel variance before the log at initialisation, so a
 # constant channel gets a large but finite scale.
 VARIANCE_FLOOR = 1e-6
 
 
-class ActNorm(tfp.bijectors.Bijector):
+class ActNorm(OwnVariables, tfp.bijectors.Bijector):
   """Per-channel affine map `z = (x - loc) * exp(-log_scale)`, data to latent.
 
   The bijector acts on the last axis (the channels of an image `[H, W, C]`,
@@ -82,12 +84,6 @@ class ActNorm(tfp.bijectors.Bijector):
   def _parameter_properties(cls, dtype):
     return {}
 
-  def _get_parameterization(self):
-    # TFP compares bijectors, and keys its cache, by constructor arguments:
-    # two instances of one size would share cached results although their
-    # variables differ. Each instance equals only itself.
-    return id(self)
-
   @property
   def loc(self):
     return self._loc
@@ -141,18 +137,20 @@ class ActNorm(tfp.bijectors.Bijector):
     return tf.reduce_sum(self._log_scale)
 
 
-def initialize_actnorms(flow, batch):
-  """Initializes `flow`'s `ActNorm` layers on the events `batch()`, if needed.
+def initialize_actnorms(flow, log_prob_of_a_batch):
+  """Initializes `flow`'s `ActNorm` layers on a batch, if needed.
 
   `ActNorm` sets its statistics on the first batch it sees. Inside a
   distributed step each replica would see only its share, and a mirrored
   variable cannot be assigned per replica; so call this in cross-replica
   context (under `strategy.scope()`, outside `strategy.run`) on a whole
-  global batch: one `log_prob` then sets every replica alike. `batch` is a
-  function, called only when some layer is not initialized (nor restored).
+  global batch: one `log_prob` then sets every replica alike.
+  `log_prob_of_a_batch` is a function that computes `flow`'s `log_prob` of
+  such a batch; it is called only when some layer is not initialized (nor
+  restored).
   """
   # `read_value`: the truth value of a mirrored variable itself is always True.
   if any(isinstance(layer, ActNorm) and not layer.initialized.read_value()
          for layer in flow.submodules):
-    flow.log_prob(batch())
+    log_prob_of_a_batch()
 

@@ -1,5 +1,6 @@
 """Masked affine coupling layer (Dinh et al., 2017, eq. 6-9 and 12)."""
 
+import keras
 import numpy as np
 import tensorflow as tf
 from tensorflow_probability.python.internal import prefer_static as ps
@@ -21,13 +22,19 @@ class AffineCoupling(OnePassBijector):
   (Dinh et al. 2017, eq. 6). A conditioner that returns `s = None` makes the
   layer additive (NICE, Dinh et al. 2015): `y = x + (1-b) t`, log-det 0.
 
-  The coupling knows nothing about networks: `conditioner` is any callable (a
-  Keras layer here) mapping a batch `[N, *event_shape]` of masked events to
+  The coupling knows nothing about networks: `conditioner` is a Keras layer
+  or a `tf.Module` mapping a batch `[N, *event_shape]` of masked events to
   `(shift, log_scale)`, each of that shape; inputs of any batch shape reach it
   flattened to one batch axis, and an empty batch does not reach it (see
   `_conditioner_outputs`). Its outputs are cast to the input dtype, so a
   conditioner may compute in bfloat16 while the coupling arithmetic and the
   log-det stay in float32.
+
+  A conditional coupling (`context`, see `tf_realnvp.bijectors.context`)
+  computes `(t, s) = net(b*x, c)` from a context `c` as well, passed as
+  `conditional_input`; the Jacobian stays triangular, the log-det the same
+  sum. The conditioner is then called as `conditioner(b*x, context=features)`
+  with the context's features `[N, context.features]`.
 
   #### Examples
 
@@ -45,15 +52,17 @@ class AffineCoupling(OnePassBijector):
        Components Estimation. ICLR 2015 workshop. https://arxiv.org/abs/1410.8516
   """
 
-  def __init__(self, mask, conditioner, additive=False, validate_args=False,
-               name='affine_coupling'):
+  def __init__(self, mask, conditioner, additive=False, context=None,
+               validate_args=False, name='affine_coupling'):
     """Builds the coupling.
 
     Args:
       mask: array of 0/1 of the event's shape; 1 marks entries kept unchanged.
-      conditioner: callable `b*x -> (shift, log_scale)`; a Keras layer is built
-        here on a batch of one so its variables exist and are tracked.
+      conditioner: `b*x -> (shift, log_scale)`, a Keras layer (built here on
+        a batch of one so its variables exist and are tracked) or a
+        `tf.Module` (whose `tf.Variable`s TF tracks).
       additive: whether the conditioner returns `log_scale=None` (NICE).
+      context: a `Context` for a conditional coupling, else `None`.
       validate_args: Python `bool`, whether to check inputs at run time.
       name: name of the bijector.
     """
@@ -64,16 +73,28 @@ class AffineCoupling(OnePassBijector):
     self._event_shape = tf.TensorShape(mask.shape)
     self._mask = mask
     self._additive = additive
+    self._context = context
     with tf.name_scope(name) as scope:
       if hasattr(conditioner, 'built') and not conditioner.built:
-        conditioner(tf.zeros((1,) + mask.shape, getattr(
-            conditioner, 'compute_dtype', 'float32')))
-      # Keras 3 variables are invisible to `tf.Module` discovery; track their
-      # underlying `tf.Variable`s here and keep the layer itself out of
-      # checkpoints so every weight is saved once.
-      self._conditioner = self._no_dependency(conditioner)
-      self._conditioner_variables = tuple(
-          getattr(v, 'value', v) for v in getattr(conditioner, 'weights', ()))
+        dtype = getattr(conditioner, 'compute_dtype', 'float32')
+        conditioner(tf.zeros((1,) + mask.shape, dtype), **(
+            {} if context is None else
+            dict(context=tf.zeros((1, context.features), dtype))))
+      if isinstance(conditioner, keras.layers.Layer):
+        # Keras 3 variables are invisible to `tf.Module` discovery; track
+        # their underlying `tf.Variable`s here and keep the layer itself out
+        # of checkpoints so every weight is saved once.
+        self._conditioner = self._no_dependency(conditioner)
+        self._conditioner_variables = tuple(
+            getattr(v, 'value', v) for v in conditioner.weights)
+      elif isinstance(conditioner, tf.Module):
+        self._conditioner = conditioner
+      else:
+        raise TypeError(
+            f'{name}: the conditioner must be a keras.layers.Layer or a '
+            f'tf.Module, so that its weights are trained and saved; got '
+            f'{type(conditioner).__name__}. Wrap the function in a Keras '
+            'layer.')
       super().__init__(
           forward_min_event_ndims=mask.ndim,
           is_constant_jacobian=additive,
@@ -93,25 +114,44 @@ class AffineCoupling(OnePassBijector):
   def additive(self):
     return self._additive
 
-  def _shift_and_log_scale(self, kept, dtype):
+  @property
+  def context(self):
+    """The `Context` the layer reads, or `None`."""
+    return self._context
+
+  @property
+  def conditional(self):
+    """Whether the coupling reads `conditional_input`."""
+    return self._context is not None
+
+  def _shift_and_log_scale(self, kept, dtype, conditional_input=None):
     """Runs the conditioner on the kept entries; zeroes its outputs there.
 
     The conditioner sees a batch with exactly one batch axis (a Keras
     convolution needs `[N, H, W, C]`): any batch shape of `kept`, none
-    included, is flattened into it and restored on the outputs.
+    included, is flattened into it and restored on the outputs. A context
+    and the events broadcast against each other's batch shapes.
     """
+    event = self._event_shape.as_list()
+    shape = ps.shape(kept)
+    context = None
+    if self._context is not None:
+      batch_shape, context = self._context.batch_and_features(
+          kept, len(event), conditional_input, self.validate_args)
+      shape = ps.concat([batch_shape, event], axis=0)
+      kept = tf.broadcast_to(kept, shape)
     outputs = self._conditioner_outputs(
-        tf.reshape(kept, [-1] + self._event_shape.as_list()), dtype)
+        tf.reshape(kept, [-1] + event), dtype, context)
     transformed = 1. - tf.constant(self._mask, dtype)
 
     def restore(output):
-      return tf.reshape(output, ps.shape(kept)) * transformed
+      return tf.reshape(output, shape) * transformed
 
     if self._additive:
       return restore(outputs[0]), None
     return restore(outputs[0]), restore(outputs[1])
 
-  def _conditioner_outputs(self, flat, dtype):
+  def _conditioner_outputs(self, flat, dtype, context=None):
     """`[shift]`, or `[shift, log_scale]`, of a flat batch, cast to `dtype`.
 
     An empty batch never reaches the conditioner: its outputs are empty too.
@@ -127,7 +167,8 @@ class AffineCoupling(OnePassBijector):
     trainer's training batches have a fixed size.)
     """
     def run():
-      shift, log_scale = self._conditioner(flat)
+      shift, log_scale = self._conditioner(flat, **(
+          {} if context is None else dict(context=context)))
       if self._additive and log_scale is not None:
         raise ValueError('An additive coupling needs a conditioner that '
                          'returns log_scale=None.')
@@ -157,16 +198,16 @@ class AffineCoupling(OnePassBijector):
       return tf.zeros(tf.shape(like)[:-self._event_shape.rank], like.dtype)
     return tf.reduce_sum(log_scale, axis=axes)
 
-  def _forward_and_log_det(self, x):
+  def _forward_and_log_det(self, x, conditional_input=None):
     self._check_event_shape(x)
     shift, log_scale = self._shift_and_log_scale(
-        x * tf.constant(self._mask, x.dtype), x.dtype)
+        x * tf.constant(self._mask, x.dtype), x.dtype, conditional_input)
     y = x + shift if log_scale is None else x * tf.exp(log_scale) + shift
     return y, self._sum_event(log_scale, x)
 
-  def _inverse_and_log_det(self, y):
+  def _inverse_and_log_det(self, y, conditional_input=None):
     self._check_event_shape(y)
     shift, log_scale = self._shift_and_log_scale(
-        y * tf.constant(self._mask, y.dtype), y.dtype)
+        y * tf.constant(self._mask, y.dtype), y.dtype, conditional_input)
     x = y - shift if log_scale is None else (y - shift) * tf.exp(-log_scale)
     return x, -self._sum_event(log_scale, y)

@@ -6,6 +6,7 @@ from tensorflow_probability.python.internal import prefer_static as ps
 
 from tf_realnvp import mode
 from tf_realnvp.bijectors.one_pass import OnePassBijector
+from tf_realnvp.bijectors.own_variables import OwnVariables
 
 # The keyword the statistics' version travels under in TFP's cache keys.
 _CACHE_KEY = 'batch_norm_statistics'
@@ -43,7 +44,7 @@ class _CacheByStatistics(cache_util.BijectorCacheWithGreedyAttrs):
     return super()._invoke(value, fn_name, kwargs, attributes)
 
 
-class BatchNorm(OnePassBijector):
+class BatchNorm(OwnVariables, OnePassBijector):
   """Real NVP's batch normalization `y = (x - mu~) / sqrt(sigma~^2 + eps)`.
 
   Per channel (the last axis; the channels of an image `[H, W, C]`, the
@@ -174,12 +175,6 @@ class BatchNorm(OnePassBijector):
   @classmethod
   def _parameter_properties(cls, dtype):
     return {}
-
-  def _get_parameterization(self):
-    # TFP compares bijectors, and keys its cache, by constructor arguments:
-    # two BatchNorms of the same size would share cached results although
-    # their running averages differ. Each instance equals only itself.
-    return id(self)
 
   @property
   def channels(self):

@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+from tf_realnvp.bijectors.context import takes_context
 from tf_realnvp.bijectors.one_pass import OnePassBijector
 
 
@@ -40,6 +41,11 @@ class FactorOut(OnePassBijector):
   def bijector(self):
     return self._bijector
 
+  @property
+  def conditional(self):
+    """Whether the inner flow reads `conditional_input`."""
+    return takes_context(self._bijector)
+
   def _split(self, x):
     channels = x.shape[-1]
     if channels is not None and channels % 2:
@@ -47,19 +53,28 @@ class FactorOut(OnePassBijector):
           f'{self.name}: needs an even size on the last axis, got {channels}.')
     return tf.split(x, 2, axis=-1)
 
-  def _forward_and_log_det(self, x):
+  def _forward_and_log_det(self, x, **context):
     return self._transform_rest(x, self._bijector.forward,
-                                self._bijector.forward_log_det_jacobian)
+                                self._bijector.forward_log_det_jacobian,
+                                context)
 
-  def _inverse_and_log_det(self, y):
+  def _inverse_and_log_det(self, y, **context):
     return self._transform_rest(y, self._bijector.inverse,
-                                self._bijector.inverse_log_det_jacobian)
+                                self._bijector.inverse_log_det_jacobian,
+                                context)
 
-  def _transform_rest(self, value, transform, log_det_jacobian):
-    """Applies one direction of the inner bijector to the second half."""
+  def _transform_rest(self, value, transform, log_det_jacobian, context):
+    """Applies one direction of the inner bijector to the second half.
+
+    `context` is `{}` or the `conditional_input` of a conditional inner flow.
+    """
     kept, rest = self._split(value)
     # Hold the inner output until its log-det is read: TFP's cache drops an
     # entry (and the log-det computed with it) once the output is collected.
-    rest_out = transform(rest)
-    log_det = log_det_jacobian(rest, event_ndims=self.forward_min_event_ndims)
+    rest_out = transform(rest, **context)
+    log_det = log_det_jacobian(rest, event_ndims=self.forward_min_event_ndims,
+                               **context)
+    if context:  # A context may broadcast the batch; the kept half follows.
+      kept = tf.broadcast_to(kept, tf.concat(
+          [tf.shape(rest_out)[:-1], tf.shape(kept)[-1:]], axis=0))
     return tf.concat([kept, rest_out], axis=-1), log_det

@@ -4,8 +4,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tf_realnvp.bijectors.own_variables import OwnVariables
 
-class InvertibleConv1x1(tfp.bijectors.Bijector):
+
+class InvertibleConv1x1(OwnVariables, tfp.bijectors.Bijector):
   """Learned channel mixing `z = W x` at every position, `W` in LU form.
 
   The bijector acts on the last axis (the channels of an image `[H, W, C]`,
@@ -89,12 +91,6 @@ class InvertibleConv1x1(tfp.bijectors.Bijector):
   @classmethod
   def _parameter_properties(cls, dtype):
     return {}
-
-  def _get_parameterization(self):
-    # TFP compares bijectors, and keys its cache, by constructor arguments:
-    # two instances of one size would share cached results although their
-    # variables differ. Each instance equals only itself.
-    return id(self)
 
   def weight(self):
     """The current `[C, C]` matrix `W`."""
