@@ -23,7 +23,7 @@ from absl import flags
 
 from tf_realnvp import evaluation
 from tf_realnvp import experiment as experiment_lib
-from tf_realnvp import input_pipeline
+from tf_realnvp import image_sources
 
 flags.DEFINE_string('model_dir', None, 'The --model_dir of a training run.')
 flags.DEFINE_integer('num_dequantizations', 1,
@@ -48,6 +48,7 @@ def main(argv):
 if __name__ == '__main__':
   app.run(console.exit_on_errors(main, {
       experiment_lib.ConfigError: 2,
-      input_pipeline.DatasetUnavailableError: 1,
+      image_sources.DatasetUnavailableError: 1,
+      image_sources.DataError: 1,
       FileNotFoundError: 1,
   }), argv=ARGV)

@@ -24,7 +24,7 @@ from absl import flags
 
 from tf_realnvp import config as config_lib
 from tf_realnvp import experiment as experiment_lib
-from tf_realnvp import input_pipeline
+from tf_realnvp import image_sources
 from tf_realnvp import model_dir
 from tf_realnvp import trainer
 
@@ -90,7 +90,8 @@ if __name__ == '__main__':
   app.run(console.exit_on_errors(main, {
       experiment_lib.ConfigError: USAGE_ERROR,
       trainer.TrainingInterrupted: INTERRUPTED,
-      input_pipeline.DatasetUnavailableError: 1,
+      image_sources.DatasetUnavailableError: 1,
+      image_sources.DataError: 1,
       model_dir.ModelDirBusyError: 1,
       model_dir.NoIntactCheckpointError: 1,
       model_dir.SaveError: 1,

@@ -32,7 +32,7 @@ def run(args, tmp_path, timeout=300, **kwargs):
 
 
 @pytest.mark.parametrize('args, message', [
-    (['train.py', '--dataset=nosuch'], 'dataset=nosuch: value should be one of'),
+    (['train.py', '--dataset=nosuch'], "--dataset=nosuch: Unknown dataset"),
     (['train.py', '--num_scales=3'],
      '--num_scales does not apply to realnvp on moons'),
     # The data are not on disk: reading them would fail otherwise.

@@ -1,6 +1,8 @@
-"""Tests of the input pipelines: toy densities, TFDS images (mocked), resuming
-the stream from an iterator checkpoint, and the error for missing data."""
+"""Tests of the input pipelines: toy densities and their labels, TFDS images
+(mocked), resuming the stream from an iterator checkpoint, and the error for
+missing data. Other image sources and streaming: test_datasets.py."""
 
+import hashlib
 import http.server
 import socket
 import threading
@@ -10,10 +12,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tf_realnvp import image_sources
 from tf_realnvp import input_pipeline
 
 TOYS = input_pipeline.TOY_DATASETS
-IMAGES = input_pipeline.IMAGE_DATASETS
+IMAGES = ('cifar10', 'celeb_a', 'mnist')
 NUM_MOCK_IMAGES = 10
 
 
@@ -43,6 +46,69 @@ def test_toy_samples_are_float32_points_fixed_by_the_seed(name):
   np.testing.assert_array_equal(points,
                                 input_pipeline.sample_toy(name, 1000, seed=7))
   assert not np.allclose(points, input_pipeline.sample_toy(name, 1000, seed=8))
+
+
+# SHA-256 (first 16 hex digits) of `sample_toy(name, 1000, seed=0)` as
+# drawn before the toys had labels: benchmark figures depend on the points.
+TOY_POINTS_SHA256 = {'moons': '147ef008026a7d92', 'circles': '2c0cda49b9dcff67',
+                     'checkerboard': '9436abd5c28b216e',
+                     'spirals': '24b425a15dba08ef',
+                     '8gaussians': '7ede2ce394980e19'}
+
+
+@pytest.mark.parametrize('name', TOYS)
+def test_toy_points_are_those_drawn_before_labels_existed(name):
+  points, labels = input_pipeline.sample_toy(name, 1000, seed=0, labels=True)
+  digest = hashlib.sha256(points.tobytes()).hexdigest()[:16]
+  assert digest == TOY_POINTS_SHA256[name]
+  np.testing.assert_array_equal(
+      points, input_pipeline.sample_toy(name, 1000, seed=0))
+  assert labels.dtype == np.int32 and labels.shape == (1000,)
+  assert set(labels) == set(range(input_pipeline.num_classes(name)))
+
+
+def nearest(points, centres):
+  return np.argmin(
+      np.linalg.norm(points[:, None] - np.asarray(centres)[None], axis=-1),
+      axis=1)
+
+
+def test_toy_labels_name_the_part_of_the_shape():
+  sample = lambda name: input_pipeline.sample_toy(name, 2000, 0, labels=True)
+  points, labels = sample('moons')  # 0: the upper moon, centre (-1, -1/2).
+  t = np.linspace(0., np.pi, 1500)
+  to_moons = [distance_to_curve(points, circle((-1., -0.5), 2., t)),
+              distance_to_curve(points, circle((1., 0.5), 2., -t))]
+  assert np.mean(np.argmin(to_moons, axis=0) == labels) > 0.98
+  points, labels = sample('circles')  # 0: radius 3, 1: radius 1.5.
+  np.testing.assert_array_equal(
+      labels, np.linalg.norm(points, axis=-1) < 2.25)
+  points, labels = sample('spirals')  # 0: the arm +s(phi), 1: -s(phi).
+  phi = np.linspace(0., 3 * np.pi, 3000)
+  arm = (4. * phi / (3 * np.pi))[:, None] * np.stack(
+      [np.cos(phi), np.sin(phi)], axis=-1)
+  to_arms = [distance_to_curve(points, arm), distance_to_curve(points, -arm)]
+  assert np.mean(np.argmin(to_arms, axis=0) == labels) > 0.97
+  points, labels = sample('checkerboard')  # Square (i, j): 2i + j // 2.
+  i, j = np.floor((points + 4.) / 2.).astype(int).T
+  np.testing.assert_array_equal(labels, 2 * i + j // 2)
+  points, labels = sample('8gaussians')  # Mean 4 (cos k pi/4, sin k pi/4).
+  assert np.mean(nearest(points, input_pipeline.eight_gaussians_means())
+                 == labels) > 0.99
+
+
+@pytest.mark.parametrize('name', ['moons', 'checkerboard'])
+def test_toy_stream_with_labels_has_the_same_points(name):
+  make = lambda labels: input_pipeline.make_dataset(
+      name, 'train', 64, seed=4, labels=labels)
+  size, data_seed = input_pipeline.TOY_SPLITS['train']
+  points, labels = input_pipeline.sample_toy(name, size, data_seed,
+                                             labels=True)
+  lookup = {tuple(p): l for p, l in zip(points, labels)}
+  for (x, y), plain in zip(make(True).take(3), make(False).take(3)):
+    np.testing.assert_array_equal(x, plain)
+    assert y.dtype == tf.int32 and y.shape == (64,)
+    np.testing.assert_array_equal(y, [lookup[tuple(p)] for p in x.numpy()])
 
 
 def test_moons_lie_on_two_half_circles_of_radius_2():
@@ -186,6 +252,15 @@ def test_shapes_and_sizes():
   assert input_pipeline.event_shape('cifar10') == (32, 32, 3)
   assert input_pipeline.event_shape('mnist', image_size=64) == (28, 28, 1)
   assert input_pipeline.event_shape('celeb_a', image_size=64) == (64, 64, 3)
+  assert input_pipeline.event_shape('celeb_a') == (32, 32, 3)
+  assert input_pipeline.event_shape('downsampled_imagenet/64x64') == (
+      64, 64, 3)
+  assert input_pipeline.event_shape('lsun/tower', image_size=16) == (
+      16, 16, 3)
+  assert input_pipeline.event_shape('fashion_mnist') == (28, 28, 1)
+  assert [input_pipeline.num_classes(name) for name in
+          ('moons', 'checkerboard', 'svhn_cropped', 'celeb_a', 'lsun/bedroom')
+         ] == [2, 8, 10, None, None]
   assert input_pipeline.num_examples('circles', 'train') == 100_000
   assert input_pipeline.num_examples('circles', 'test') == 10_000
 
@@ -194,6 +269,7 @@ def test_shapes_and_sizes():
     ('imagenet', 'train', {}, 'Unknown dataset'),
     ('moons', 'validation', {}, 'split'),
     ('moons', 'train', {'random_flip': True}, 'random_flip'),
+    ('celeb_a', 'train', {'labels': True}, 'celeb_a has no labels'),
 ])
 def test_bad_arguments_are_refused(name, split, kwargs, message):
   with pytest.raises(ValueError, match=message):
@@ -217,7 +293,8 @@ def cifar10_images():
 
   def as_dataset(self, split, decoders=None, read_config=None, **kwargs):
     del self, split, decoders, read_config, kwargs
-    return tf.data.Dataset.from_tensor_slices({'image': images})
+    return tf.data.Dataset.from_tensor_slices(
+        {'image': images, 'label': np.arange(NUM_MOCK_IMAGES) % 10})
 
   with tfds.testing.mock_data(as_dataset_fn=as_dataset):
     yield images
@@ -349,12 +426,13 @@ def test_iterator_checkpoint_resumes_the_exact_stream(mock_tfds, tmp_path,
 
 
 def expect_unavailable(data_dir, name='mnist', **kwargs):
-  with pytest.raises(input_pipeline.DatasetUnavailableError) as error:
+  with pytest.raises(image_sources.DatasetUnavailableError) as error:
     input_pipeline.make_dataset(name, 'train', 4, seed=0,
                                 data_dir=str(data_dir), **kwargs)
   message = str(error.value)
   assert f"'{name}'" in message and str(data_dir) in message
-  assert f'tfds build {name} --data_dir=' in message
+  assert (f'tfds build {name} --file_format=array_record --data_dir='
+          in message)
   assert '--data_dir' in message
   return error.value
 
@@ -372,10 +450,10 @@ def no_download(monkeypatch):
 
 def test_missing_dataset_without_download_fails_at_once(tmp_path, monkeypatch,
                                                         no_download):
-  monkeypatch.setattr(input_pipeline, 'reachable', None)  # Not even probed.
+  monkeypatch.setattr(image_sources, 'reachable', None)  # Not even probed.
   error = expect_unavailable(tmp_path, download=False)
   assert 'download=False' in str(error)
-  with pytest.raises(input_pipeline.DatasetUnavailableError):
+  with pytest.raises(image_sources.DatasetUnavailableError):
     input_pipeline.num_examples('cifar10', 'test', str(tmp_path),
                                 download=False)
 
@@ -383,16 +461,16 @@ def test_missing_dataset_without_download_fails_at_once(tmp_path, monkeypatch,
 def test_missing_dataset_offline_fails_without_trying_to_download(
     tmp_path, monkeypatch, no_download):
   probes = []
-  monkeypatch.setattr(input_pipeline, 'reachable',
+  monkeypatch.setattr(image_sources, 'reachable',
                       lambda *args: probes.append(args) and False)
   error = expect_unavailable(tmp_path, name='celeb_a')
-  assert probes == [(input_pipeline.CONNECTIVITY_PROBE_URL,
-                     input_pipeline.CONNECTIVITY_TIMEOUT_S)]
+  assert probes == [(image_sources.CONNECTIVITY_PROBE_URL,
+                     image_sources.CONNECTIVITY_TIMEOUT_S)]
   assert 'no answer from https://' in str(error)
 
 
 def test_failed_download_becomes_a_clear_error(tmp_path, monkeypatch):
-  monkeypatch.setattr(input_pipeline, 'reachable', lambda *_: True)
+  monkeypatch.setattr(image_sources, 'reachable', lambda *_: True)
 
   def download_and_prepare(*args, **kwargs):
     raise ConnectionError('Max retries exceeded')
@@ -425,11 +503,11 @@ def test_any_http_answer_counts_as_reachable(no_proxy):
   thread.start()
   try:
     url = f'http://127.0.0.1:{server.server_port}/'
-    assert input_pipeline.reachable(url, timeout_s=5.)
+    assert image_sources.reachable(url, timeout_s=5.)
   finally:
     server.shutdown()
     server.server_close()
-  assert not input_pipeline.reachable(url, timeout_s=5.)  # Port closed now.
+  assert not image_sources.reachable(url, timeout_s=5.)  # Port closed now.
 
 
 def test_a_connection_without_an_answer_is_not_reachable(no_proxy):
@@ -438,4 +516,4 @@ def test_a_connection_without_an_answer_is_not_reachable(no_proxy):
     silent.bind(('127.0.0.1', 0))
     silent.listen()
     url = f'http://127.0.0.1:{silent.getsockname()[1]}/'
-    assert not input_pipeline.reachable(url, timeout_s=0.5)
+    assert not image_sources.reachable(url, timeout_s=0.5)

@@ -382,7 +382,7 @@ def test_other_flows_train_and_stay_exact_bijections(tmp_path, flow):
 
 
 @pytest.mark.parametrize('change, message', [
-    (dict(dataset='nosuch'), "dataset must be one of moons.*'nosuch'"),
+    (dict(dataset='nosuch'), "--dataset=nosuch: Unknown dataset 'nosuch'"),
     (dict(dataset='cifar10', flow='maf'), 'flow=maf.*cifar10.*realnvp'),
     (dict(flow='spline'), "flow must be one of realnvp.*'spline'"),
     (dict(num_scales=3), 'num_scales does not apply to realnvp on moons'),
@@ -393,7 +393,7 @@ def test_other_flows_train_and_stay_exact_bijections(tmp_path, flow):
     (dict(dataset='cifar10', num_coupling_layers=None, hidden_units=None,
           num_scales=6), 'num_scales.*too small'),
     (dict(dataset='cifar10', num_coupling_layers=None, hidden_units=None,
-          image_size=64), 'image_size applies to celeb_a'),
+          image_size=64), 'image_size applies to datasets whose images are'),
     (dict(flow='ffjord', num_coupling_layers=None, mixed_precision=True),
      'mixed_precision.*ffjord'),
     (dict(batch_size=0), 'batch_size must be at least 1, got 0'),

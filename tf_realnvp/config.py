@@ -19,8 +19,9 @@ from typing import Optional, Tuple
 # ignored), a schedule is rebuilt from the flags (the rate would jump), and
 # the averages change the optimizer's checkpointed variables.
 RESUME_FIELDS = (
-    'dataset', 'image_size', 'flow', 'num_scales', 'num_res_blocks',
-    'num_filters', 'num_coupling_layers', 'hidden_units', 'batch_size', 'seed',
+    'dataset', 'image_size', 'channels', 'flow', 'num_scales',
+    'num_res_blocks', 'num_filters', 'num_coupling_layers', 'hidden_units',
+    'batch_size', 'seed',
     'learning_rate', 'warmup_steps', 'lr_decay', 'lr_decay_floor', 'ema_decay',
     'batch_norm')
 # A decay runs over the whole run: with one, the run's length is kept too.
@@ -42,14 +43,32 @@ class Config:
   # Data.
   dataset: str = _field(
       'moons', 'Dataset: a 2-D toy (moons, circles, checkerboard, spirals, '
-      '8gaussians), generated in code, or a tensorflow-datasets image set '
-      '(cifar10, celeb_a, mnist).')
+      '8gaussians), generated in code; any tensorflow-datasets image dataset '
+      'by name with its config (cifar10, celeb_a, mnist, svhn_cropped, '
+      'downsampled_imagenet/64x64, lsun/bedroom, ...); folder:PATH, PNG/JPEG '
+      'files with one subfolder per class (10% held out for testing by a '
+      'hash of the path); or npz:FILE, uint8 arrays train and test '
+      '(optional train_labels, test_labels).')
   data_dir: Optional[str] = _field(
       None, 'tensorflow-datasets data directory (default: ~/tensorflow_datasets).')
   download: bool = _field(
       True, 'Download a tensorflow-datasets dataset that is not in --data_dir.')
   image_size: Optional[int] = _field(
-      None, 'celeb_a: side of the centre-cropped square (default: 32).')
+      None, 'Datasets whose images are cropped and resized (celeb_a, lsun, '
+      'downsampled_imagenet, folder:): side of the square (default: the '
+      'config\'s size, e.g. 64 for downsampled_imagenet/64x64, else 32).')
+  channels: Optional[int] = _field(
+      None, 'folder: 1 (grayscale) or 3 (colour), converting the images of '
+      'the other kind (default: the images\' own, which must agree).')
+  strict_data: bool = _field(
+      False, 'Stop at an unreadable image file of a folder instead of '
+      'skipping it (each skipped file is logged and counted).')
+  preset: str = _field(
+      'none', 'paper: the settings the paper used for this dataset (Dinh et '
+      'al. 2017, Sec. 4.1): scales, residual blocks, feature maps, image '
+      'size and batch size, for cifar10, downsampled_imagenet/32x32 and '
+      '64x64, lsun/bedroom, lsun/tower, lsun/church_outdoor and celeb_a; '
+      'flags given explicitly win.')
   random_flip: bool = _field(True, 'Images: random horizontal flips in training.')
 
   # Model: settings of tf_realnvp.make_flow; unset, the flow's own default.

@@ -4,7 +4,7 @@
 data is read; it checks every setting, fills in the defaults that depend on
 the dataset and the flow, and returns an `Experiment`: the completed config,
 the dataset's facts (`Data`: event shape, image or vector, the figure it
-reports), the flow factory and the objective. Nothing downstream asks "is
+reports), the flow factory and the batches. Nothing downstream asks "is
 this an image dataset?" again.
 """
 
@@ -12,11 +12,12 @@ import dataclasses
 import inspect
 import math
 import os
-from typing import Tuple
+from typing import Optional, Tuple
 
 from tf_realnvp import config as config_lib
 from tf_realnvp import distribute
 from tf_realnvp import flows
+from tf_realnvp import image_sources
 from tf_realnvp import input_pipeline
 from tf_realnvp import objective
 from tf_realnvp import optimizers
@@ -29,11 +30,11 @@ class ConfigError(ValueError):
 
 # The values each enumerated setting takes.
 CHOICES = dict(
-    dataset=input_pipeline.TOY_DATASETS + input_pipeline.IMAGE_DATASETS,
     flow=tuple(flows.FLOWS),
     batch_norm=('none', 'networks', 'couplings', 'both'),
     lr_decay=optimizers.LR_DECAYS,
     strategy=distribute.STRATEGIES,
+    preset=('none', 'paper'),
 )
 
 # Defaults that depend on the data, with their sources.
@@ -54,8 +55,30 @@ VECTOR_EVAL_EVERY = 1000
 TOY_RECIPE = dict(learning_rate=1e-2, warmup_steps=200, lr_decay='cosine')
 # The paper's recipe (Adam at 1e-3), for images and the other flows.
 PAPER_RECIPE = dict(learning_rate=1e-3, warmup_steps=0, lr_decay='none')
-# celeb_a's side when --image_size is not given.
-DEFAULT_IMAGE_SIZE = 32
+# --preset=paper (Dinh et al. 2017, Sec. 4.1): "Our multi-scale architecture
+# is repeated recursively until the input of the last recursion is a
+# 4 x 4 x c tensor. For datasets of images of size 32 x 32, we use 4 residual
+# blocks with 32 hidden feature maps for the first coupling layers with
+# checkerboard masking. Only 2 residual blocks are used for images of size
+# 64 x 64. We use a batch size of 64. For CIFAR-10, we use 8 residual blocks,
+# 64 feature maps, and downscale only once." CelebA and LSUN are trained at
+# 64 x 64 (their preprocessing: `image_sources`). `num_scales` counts the
+# squeezes plus one: 32 -> 4 is 3 squeezes, 64 -> 4 is 4. The comments give
+# the test bits/dim of Table 1.
+_PAPER_32 = dict(num_scales=4, num_res_blocks=4, num_filters=32,
+                 batch_size=64)
+_PAPER_64 = dict(num_scales=5, num_res_blocks=2, num_filters=32,
+                 batch_size=64, image_size=64)
+PAPER_PRESETS = {
+    'cifar10': dict(num_scales=2, num_res_blocks=8, num_filters=64,
+                    batch_size=64),  # 3.49
+    'downsampled_imagenet/32x32': dict(_PAPER_32, image_size=32),  # 4.28
+    'downsampled_imagenet/64x64': _PAPER_64,  # 3.98
+    'lsun/bedroom': _PAPER_64,  # 2.72
+    'lsun/tower': _PAPER_64,  # 2.81
+    'lsun/church_outdoor': _PAPER_64,  # 3.08
+    'celeb_a': _PAPER_64,  # 3.02
+}
 
 # Config fields that shape the network, and the `make_flow` setting each is.
 MODEL_FIELDS = dict(num_scales='num_scales', num_res_blocks='num_res_blocks',
@@ -76,6 +99,7 @@ class Data:
 
   name: str
   event_shape: Tuple[int, ...]
+  num_classes: Optional[int] = None  # None: the dataset has no labels.
 
   @property
   def is_image(self):
@@ -95,7 +119,7 @@ class Data:
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-  """A checked run: its complete config, its data, its flow and its loss."""
+  """A checked run: its complete config, its data, its flow and its batches."""
 
   config: config_lib.Config
   data: Data
@@ -124,22 +148,20 @@ class Experiment:
     return flows.make_flow(self.config.flow, self.data.event_shape,
                            **self.flow_settings())
 
-  def loss(self, flow, x):
-    """`(loss, mean_nll)` of `objective.loss` with the config's L2."""
-    return objective.loss(flow, x, self.config.l2)
-
-  def dataset(self, split, seed_offset=0):
-    """Training batches (shuffled, repeated, flipped) or one pass over the
-    test split (`seed_offset` draws other dequantization noise)."""
+  def dataset(self, split, seed_offset=0, labels=False):
+    """Training batches (shuffled, repeated, flipped, cropped) or one pass
+    over the test split (`seed_offset` draws other dequantization noise);
+    with `labels`, `(x, label)` pairs."""
     config = self.config
     train = split == 'train'
     return input_pipeline.make_dataset(
         config.dataset, split, config.batch_size,
         seed=config.seed + seed_offset, data_dir=config.data_dir,
-        image_size=config.image_size or DEFAULT_IMAGE_SIZE,
+        image_size=config.image_size, channels=config.channels,
         download=config.download,
         random_flip=train and config.random_flip and self.data.is_image,
-        shuffle=train, repeat=train, drop_remainder=train)
+        random_crop=train, shuffle=train, repeat=train, drop_remainder=train,
+        labels=labels, strict_data=config.strict_data)
 
   def steps_per_epoch(self):
     """Training batches per pass over the training split (counts it)."""
@@ -168,7 +190,7 @@ def load(model_dir):
   every field; those are dropped here.
   """
   saved = config_lib.Config.load(model_dir)
-  event_shape = _data(saved).event_shape
+  event_shape = _facts(saved).event_shape
   return resolve(dataclasses.replace(
       saved, **{field: None for field in _unused_fields(saved, event_shape)}))
 
@@ -182,7 +204,9 @@ def resolve(config):
     ConfigError: for a setting that cannot work, with what to do instead.
   """
   _check_values(config)
-  data = _data(config)
+  config = _with_preset(config)
+  facts = _facts(config)
+  data = _data(config, facts)
   defaults = dict(PAPER_RECIPE)
   if data.is_image:
     defaults.update(batch_size=IMAGE_BATCH_SIZE)
@@ -194,13 +218,13 @@ def resolve(config):
     defaults.update(batch_size=VECTOR_BATCH_SIZE, eval_every=VECTOR_EVAL_EVERY)
     if config.train_steps is None and config.epochs is None:
       defaults.update(train_steps=VECTOR_TRAIN_STEPS)
-  if config.dataset == 'celeb_a':
-    defaults.update(image_size=DEFAULT_IMAGE_SIZE)
+  if facts.resizes:
+    defaults.update(image_size=facts.default_image_size)
   resolved = dataclasses.replace(config, **{
       name: value for name, value in defaults.items()
       if getattr(config, name) is None})
   if resolved.model_dir is None:
-    resolved.model_dir = os.path.join('runs', config.dataset)
+    resolved.model_dir = os.path.join('runs', _run_name(config.dataset))
   _check_model(resolved, data)
   resolved = dataclasses.replace(resolved,
                                  **_model_defaults(resolved, data.event_shape))
@@ -224,9 +248,52 @@ def check_resumable(config, saved):
         'Use another --model_dir, or the same settings to resume it.')
 
 
-def _data(config):
-  return Data(config.dataset, tuple(input_pipeline.event_shape(
-      config.dataset, config.image_size or DEFAULT_IMAGE_SIZE)))
+def _facts(config):
+  """The dataset's `image_sources.Facts` (reads no data; lists a folder)."""
+  if config.channels not in (None, 1, 3):
+    raise ConfigError(f'--channels must be 1 or 3, got {config.channels}.')
+  try:
+    return input_pipeline.describe(config.dataset, config.image_size,
+                                   config.channels, config.data_dir)
+  except ValueError as error:
+    raise ConfigError(f'--dataset={config.dataset}: {error}') from None
+
+
+def _data(config, facts):
+  """The run's `Data`, from the dataset's `facts`; refuses data settings
+  the dataset does not use."""
+  if config.image_size is not None and not facts.resizes:
+    raise ConfigError(
+        f'--image_size applies to datasets whose images are cropped and '
+        f'resized (celeb_a, lsun, downsampled_imagenet, folder:), not to '
+        f'{config.dataset}, whose images are '
+        f'{"x".join(map(str, facts.event_shape))}; leave it unset.')
+  if config.channels is not None and not facts.is_folder:
+    raise ConfigError(f'--channels applies to folder: datasets, not to '
+                      f'{config.dataset}; leave it unset.')
+  return Data(config.dataset, tuple(facts.event_shape), facts.num_classes)
+
+
+def _run_name(dataset):
+  """The dataset's name, or a folder's or file's (`folder:a/photos`: photos)."""
+  if image_sources.is_image_source(dataset):
+    path = os.path.normpath(dataset.split(':', 1)[1])
+    return os.path.splitext(os.path.basename(path))[0]
+  return dataset
+
+
+def _with_preset(config):
+  """`config` with the unset fields of its `--preset` filled in."""
+  if config.preset == 'none':
+    return config
+  if config.dataset not in PAPER_PRESETS:
+    raise ConfigError(
+        f'--preset={config.preset} knows the paper\'s datasets '
+        f'({", ".join(PAPER_PRESETS)}), not {config.dataset}; leave it unset '
+        'and set the model flags.')
+  return dataclasses.replace(config, **{
+      name: value for name, value in PAPER_PRESETS[config.dataset].items()
+      if getattr(config, name) is None})
 
 
 def _unused_fields(config, event_shape):
@@ -235,8 +302,12 @@ def _unused_fields(config, event_shape):
   unused = [field for field, argument in MODEL_FIELDS.items()
             if getattr(config, field) is not None
             and argument not in kind.settings(event_shape)]
-  if config.image_size is not None and config.dataset != 'celeb_a':
-    unused.append('image_size')
+  if config.image_size is not None or config.channels is not None:
+    facts = _facts(config)
+    if config.image_size is not None and not facts.resizes:
+      unused.append('image_size')
+    if config.channels is not None and not facts.is_folder:
+      unused.append('channels')
   return unused
 
 
@@ -274,10 +345,6 @@ def _check_model(config, data):
                       f'{config.dataset} choose one of {image_flows}.')
   accepted = kind.settings(data.event_shape)
   unused = _unused_fields(config, data.event_shape)
-  if 'image_size' in unused:
-    raise ConfigError('--image_size applies to celeb_a (the side of its '
-                      f'central crop), not to {config.dataset}; leave it '
-                      'unset.')
   if unused:
     raise ConfigError(f'--{unused[0]} does not apply to {what}; leave it '
                       'unset.')

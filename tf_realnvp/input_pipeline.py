@@ -1,8 +1,10 @@
-"""Input pipelines: 2-D toy densities made in code, and 8-bit images from TFDS.
+"""Input pipelines: 2-D toy densities made in code, and the stream of 8-bit
+images from the sources of `image_sources` (TFDS, a folder, a .npz file).
 
 `make_dataset` yields float32 batches `[batch, *event_shape(name)]` that
 `flow.log_prob` takes as they are: points of a 2-D toy density, or 8-bit
-images plus uniform dequantization noise, values in `[0, 256)`.
+images plus uniform dequantization noise, values in `[0, 256)`; with
+`labels=True`, `(x, label)` pairs, the label int32 `[batch]`.
 
 Every random choice is a stateless function of the `seed` argument (no global
 or op-level TF seed is involved):
@@ -10,36 +12,33 @@ or op-level TF seed is involved):
   * the order of the examples: epoch `e` is the permutation
     `stateless_shuffle(range(N), fold_in(seed_order, e))` of the whole split;
   * the dequantization noise and the horizontal flip of the example at
-    position `i` of the stream: `fold_in(seed_noise, i)`.
+    position `i` of the stream: `fold_in(seed_noise, i)`; its random crop
+    (LSUN): `fold_in(seed_crop, i)`.
 
 So a run is reproducible, the test split gives the same noise for every batch
 size, and `tf.train.Checkpoint(iterator=iter(dataset))` saves and restores the
 exact position in the stream (its state is a few counters and the prefetched
 batches, not a shuffle buffer).
 
-Images are decoded once into memory as `uint8` (cifar10: 150 MB, mnist: 47 MB,
-celeb_a at 32x32: 500 MB, at 64x64: 2 GB), which is what makes the whole-split
-permutation possible.
+The permutation addresses examples by their index in the split: small splits
+are decoded once into memory as `uint8` (cifar10: 150 MB, celeb_a at 64x64:
+2 GB), larger ones are read at random access from disk as the stream asks for
+them (`image_sources.read`); both give the same batches for the same seed.
 
 Datasets that are not on disk: see `make_dataset`'s `download` argument.
 """
 
-import functools
-import queue
-import threading
-import urllib.error
-import urllib.request
-
-from absl import logging
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
+from tf_realnvp import image_sources
 from tf_realnvp.dequantization import dequantize
 
 TOY_DATASETS = ('moons', 'circles', 'checkerboard', 'spirals', '8gaussians')
-IMAGE_DATASETS = ('cifar10', 'celeb_a', 'mnist')
 SPLITS = ('train', 'test')
+# The classes of each toy (see `sample_toy`).
+TOY_NUM_CLASSES = {'moons': 2, 'circles': 2, 'spirals': 2, 'checkerboard': 8,
+                   '8gaussians': 8}
 
 # The toy splits: (number of points, NumPy seed of the draw). They are fixed,
 # so every run trains and is evaluated on the same points whatever its seed:
@@ -52,23 +51,8 @@ TOY_NOISE_STD = {'moons': 0.1, 'circles': 0.1, 'spirals': 0.1,
                  '8gaussians': 0.5, 'checkerboard': 0.}
 EIGHT_GAUSSIANS_RADIUS = 4.
 
-_IMAGE_SHAPES = {'cifar10': (32, 32, 3), 'mnist': (28, 28, 1)}
-# CelebA images are 218x178 (height x width); the customary crop is the
-# central 148x148 square (Dinh et al. 2017, Sec. 4.1; Larsen et al. 2016).
-CELEB_A_CROP = 148
 
-# Before downloading, an HTTPS request to tfds's storage bucket must get an
-# answer within the time limit: offline, tfds retries for minutes before it
-# gives up.
-CONNECTIVITY_PROBE_URL = 'https://storage.googleapis.com/tfds-data/'
-CONNECTIVITY_TIMEOUT_S = 5.
-
-
-class DatasetUnavailableError(RuntimeError):
-  """A TFDS dataset is not on disk and could not be downloaded."""
-
-
-# 2-D toy densities.
+# 2-D toy densities. Each shape returns its noiseless points and their labels.
 
 
 def _unit_circle(angles):
@@ -79,26 +63,29 @@ def _moons(rng, num_samples):
   t = rng.uniform(0., np.pi, num_samples)
   lower = rng.random(num_samples) < 0.5
   moon = np.where(lower[:, None], [1., 0.5] - _unit_circle(t), _unit_circle(t))
-  return 2. * (moon - [0.5, 0.25])
+  return 2. * (moon - [0.5, 0.25]), lower
 
 
 def _circles(rng, num_samples):
-  radius = np.where(rng.random(num_samples) < 0.5, 3., 1.5)
-  return radius[:, None] * _unit_circle(rng.uniform(0., 2 * np.pi, num_samples))
+  inner = rng.random(num_samples) >= 0.5
+  radius = np.where(inner, 1.5, 3.)
+  return (radius[:, None] * _unit_circle(
+      rng.uniform(0., 2 * np.pi, num_samples)), inner)
 
 
 def _spirals(rng, num_samples):
   phi = 3 * np.pi * np.sqrt(rng.random(num_samples))
-  sign = np.where(rng.random(num_samples) < 0.5, 1., -1.)
-  radius = sign * 4. * phi / (3 * np.pi)
-  return radius[:, None] * _unit_circle(phi)
+  second_arm = rng.random(num_samples) >= 0.5
+  radius = np.where(second_arm, -1., 1.) * 4. * phi / (3 * np.pi)
+  return radius[:, None] * _unit_circle(phi), second_arm
 
 
 def _checkerboard(rng, num_samples):
   column = rng.integers(0, 4, num_samples)
-  row = 2 * rng.integers(0, 2, num_samples) + column % 2
+  half = rng.integers(0, 2, num_samples)
+  row = 2 * half + column % 2
   cells = np.stack([column, row], axis=-1)
-  return -4. + 2. * (cells + rng.random((num_samples, 2)))
+  return -4. + 2. * (cells + rng.random((num_samples, 2))), 2 * column + half
 
 
 def eight_gaussians_means():
@@ -107,14 +94,15 @@ def eight_gaussians_means():
 
 
 def _eight_gaussians(rng, num_samples):
-  return eight_gaussians_means()[rng.integers(0, 8, num_samples)]
+  component = rng.integers(0, 8, num_samples)
+  return eight_gaussians_means()[component], component
 
 
 _TOY_SHAPES = {'moons': _moons, 'circles': _circles, 'spirals': _spirals,
                'checkerboard': _checkerboard, '8gaussians': _eight_gaussians}
 
 
-def sample_toy(name, num_samples, seed):
+def sample_toy(name, num_samples, seed, *, labels=False):
   """Draws `num_samples` points of the 2-D toy density `name`.
 
   Each point is `x = c + sigma * eps`, `eps ~ N(0, I_2)`, with `c` drawn from
@@ -122,37 +110,47 @@ def sample_toy(name, num_samples, seed):
 
   * `moons` (sigma 0.1): two interleaved half circles, as in scikit-learn's
     `make_moons`, scaled by 2 and centred. With `t ~ U[0, pi)` and a fair
-    coin, `c = 2 ((cos t, sin t) - (1/2, 1/4))` (upper moon: centre
+    coin, `c = 2 ((cos t, sin t) - (1/2, 1/4))` (upper moon, label 0: centre
     (-1, -1/2), radius 2) or `c = 2 ((1 - cos t, 1/2 - sin t) - (1/2, 1/4))`
-    (lower moon: centre (1, 1/2), radius 2).
+    (lower moon, label 1: centre (1, 1/2), radius 2).
   * `circles` (sigma 0.1): two concentric circles about the origin, radius 3
-    or 1.5 by a fair coin, angle `theta ~ U[0, 2 pi)`.
+    (label 0) or 1.5 (label 1) by a fair coin, angle `theta ~ U[0, 2 pi)`.
   * `spirals` (sigma 0.1): two interleaved spiral arms, `c = +-s(phi)` by a
-    fair coin with `s(phi) = (4 phi / (3 pi)) (cos phi, sin phi)`,
-    `phi = 3 pi sqrt(u)`, `u ~ U[0, 1)` (1.5 turns out to radius 4; the square
-    root spreads the points evenly along the arms).
+    fair coin (label 0: `+`, 1: `-`) with
+    `s(phi) = (4 phi / (3 pi)) (cos phi, sin phi)`, `phi = 3 pi sqrt(u)`,
+    `u ~ U[0, 1)` (1.5 turns out to radius 4; the square root spreads the
+    points evenly along the arms).
   * `checkerboard` (no noise): uniform on the 8 black squares of a 4x4 board
     on `[-4, 4)^2`; square `(i, j)` is `[-4 + 2i, -2 + 2i) x [-4 + 2j, -2 + 2j)`,
-    black when `i + j` is even. Density 1/32 there, 0 elsewhere.
+    black when `i + j` is even, and has label `2i + j // 2` (0..7). Density
+    1/32 there, 0 elsewhere.
   * `8gaussians` (sigma 0.5): equal mixture of 8 isotropic Gaussians centred
-    at `4 (cos(k pi/4), sin(k pi/4))`, `k = 0..7`; exact density:
-    `toy_log_prob_8gaussians`.
+    at `4 (cos(k pi/4), sin(k pi/4))`, `k = 0..7` (label `k`); exact
+    density: `toy_log_prob_8gaussians`.
+
+  The labels come from the same draws as the points: asking for them
+  changes no point.
 
   Args:
     name: one of `TOY_DATASETS`.
     num_samples: number of points.
     seed: NumPy seed (anything `np.random.default_rng` takes); the points are
       a deterministic function of it.
+    labels: also return each point's label (above).
 
   Returns:
-    float32 array `[num_samples, 2]`.
+    float32 array `[num_samples, 2]`; with `labels`, also int32
+    `[num_samples]`.
   """
   _check_name(name, TOY_DATASETS)
   rng = np.random.default_rng(seed)
-  points = _TOY_SHAPES[name](rng, num_samples)
+  points, point_labels = _TOY_SHAPES[name](rng, num_samples)
   if TOY_NOISE_STD[name]:
     points = points + TOY_NOISE_STD[name] * rng.standard_normal(points.shape)
-  return points.astype(np.float32)
+  points = points.astype(np.float32)
+  if labels:
+    return points, point_labels.astype(np.int32)
+  return points
 
 
 def toy_log_prob_8gaussians(points):
@@ -173,7 +171,7 @@ def toy_log_prob_8gaussians(points):
   return np.logaddexp.reduce(log_components, axis=-1)
 
 
-# Shapes and sizes.
+# Facts, shapes and sizes.
 
 
 def _check_name(name, names):
@@ -186,127 +184,41 @@ def _check_split(split):
     raise ValueError(f'split must be one of {SPLITS}, got {split!r}.')
 
 
-def event_shape(name, image_size=32):
-  """Shape of one example of `name`; `image_size` matters for celeb_a only."""
-  _check_name(name, TOY_DATASETS + IMAGE_DATASETS)
+def describe(name, image_size=None, channels=None, data_dir=None):
+  """The `image_sources.Facts` of `name`: a 2-D toy, a TFDS image dataset
+  (`cifar10`, `downsampled_imagenet/64x64`, ...), `folder:PATH` or
+  `npz:FILE`. Reads no data (a folder is listed).
+
+  Raises:
+    ValueError: an unknown dataset (see `image_sources.describe`).
+    image_sources.DataError: see `image_sources.describe`.
+  """
   if name in TOY_DATASETS:
-    return (2,)
-  if name == 'celeb_a':
-    return (image_size, image_size, 3)
-  return _IMAGE_SHAPES[name]
+    return image_sources.Facts((2,), TOY_NUM_CLASSES[name], False, None)
+  return image_sources.describe(name, image_size, channels, data_dir)
+
+
+def event_shape(name, image_size=None, channels=None, data_dir=None):
+  """Shape of one example of `name`; `image_size` matters where images are
+  resized (`describe(name).resizes`), `channels` for folders."""
+  return tuple(describe(name, image_size, channels, data_dir).event_shape)
+
+
+def num_classes(name, data_dir=None):
+  """Number of classes of `name`'s labels, or None when it has none."""
+  return describe(name, data_dir=data_dir).num_classes
 
 
 def num_examples(name, split, data_dir=None, *, download=True):
   """Number of examples in `split` ('train' or 'test') of `name`.
 
   Raises:
-    DatasetUnavailableError: as `make_dataset`.
+    image_sources.DatasetUnavailableError: as `make_dataset`.
   """
-  _check_name(name, TOY_DATASETS + IMAGE_DATASETS)
   _check_split(split)
   if name in TOY_DATASETS:
     return TOY_SPLITS[split][0]
-  return int(_tfds_split(name, split, data_dir, download).cardinality())
-
-
-# TFDS images.
-
-
-def reachable(url, timeout_s):
-  """Whether an HTTP(S) request to `url` gets any answer within `timeout_s`.
-
-  Proxies come from the environment, as for tfds's downloads. The request runs
-  in a daemon thread, so that the name lookup, which `timeout` does not
-  bound, is within the limit too.
-  """
-  outcome = queue.Queue()
-
-  def request():
-    try:
-      urllib.request.urlopen(
-          urllib.request.Request(url, method='HEAD'), timeout=timeout_s).close()
-      outcome.put(True)
-    except urllib.error.HTTPError:  # An answer, if not a welcome one.
-      outcome.put(True)
-    except Exception:  # pylint: disable=broad-except
-      outcome.put(False)
-
-  threading.Thread(target=request, daemon=True).start()
-  try:
-    return outcome.get(timeout=timeout_s)
-  except queue.Empty:
-    return False
-
-
-def _unavailable(builder, problem):
-  name = builder.name
-  return DatasetUnavailableError(
-      f"The tensorflow-datasets dataset '{name}' is not prepared in "
-      f'{builder.data_dir} and could not be downloaded: {problem}.\n'
-      'To provide it, either\n'
-      f"  * pass --data_dir=DIR (data_dir=DIR) where DIR holds a prepared "
-      f"'{name}' (DIR/{name}/{builder.version}/), or\n"
-      f'  * on a machine with internet run `tfds build {name} --data_dir=DIR` '
-      f'and copy DIR/{name} into the data directory of this machine.')
-
-
-def _download(builder):
-  """`builder.download_and_prepare()`, or a `DatasetUnavailableError` at once."""
-  if not reachable(CONNECTIVITY_PROBE_URL, CONNECTIVITY_TIMEOUT_S):
-    raise _unavailable(
-        builder, f'no answer from {CONNECTIVITY_PROBE_URL} within '
-        f'{CONNECTIVITY_TIMEOUT_S:g} s (offline?)')
-  logging.info('Downloading and preparing %s in %s.', builder.name,
-               builder.data_dir)
-  try:
-    builder.download_and_prepare()
-  except Exception as error:  # pylint: disable=broad-except
-    raise _unavailable(
-        builder, f'the download failed with {type(error).__name__}: {error}'
-    ) from error
-
-
-def _tfds_split(name, split, data_dir, download):
-  """The TFDS split as a dataset of `{'image': uint8 [H, W, C]}`."""
-  builder = tfds.builder(name, data_dir=data_dir)
-  read = functools.partial(
-      builder.as_dataset, split=split,
-      decoders=tfds.decode.PartialDecoding({'image': True}))
-  try:
-    return read()
-  except AssertionError:  # How tfds says "could not find data in data_dir".
-    if builder.is_prepared():
-      raise
-  if not download:
-    raise _unavailable(builder, 'downloading is off (download=False)')
-  _download(builder)
-  return read()
-
-
-def _center_crop_and_resize(image, size):
-  """The central `CELEB_A_CROP` square of `image`, resized to `size` x `size`.
-
-  Bilinear resizing with an anti-aliasing filter (area-like when shrinking),
-  rounded back to `uint8`.
-  """
-  crop = tf.image.resize_with_crop_or_pad(image, CELEB_A_CROP, CELEB_A_CROP)
-  resized = tf.image.resize(crop, (size, size), antialias=True)
-  return tf.cast(tf.clip_by_value(tf.round(resized), 0., 255.), tf.uint8)
-
-
-def _load_images(name, split, data_dir, image_size, download):
-  """All images of the split as one `uint8` array `[N, *event_shape]`."""
-  if name == 'celeb_a':
-    preprocess = functools.partial(_center_crop_and_resize, size=image_size)
-  else:
-    preprocess = tf.identity
-  images = _tfds_split(name, split, data_dir, download).map(
-      lambda example: preprocess(example['image']),
-      num_parallel_calls=tf.data.AUTOTUNE).batch(1024)
-  images = np.concatenate(list(images.as_numpy_iterator()))
-  logging.info('Loaded %d %s %s images into memory (%.0f MB).', len(images),
-               name, split, images.nbytes / 2**20)
-  return images
+  return image_sources.num_examples(name, split, data_dir, download=download)
 
 
 # The stream.
@@ -344,75 +256,114 @@ def _dequantize_and_flip(image, seed, random_flip):
   return dequantize(image, tf.cast(noise_seed, tf.int32))
 
 
+def _crop(image, side, seed, random_crop):
+  """A random (`random_crop`) or the central `side` x `side` crop."""
+  if random_crop:
+    return tf.image.stateless_random_crop(
+        image, (side, side, image.shape[-1]), seed)
+  return image_sources.central_square(image, side)
+
+
 def make_dataset(name, split, batch_size, seed, *, data_dir=None,
-                 image_size=32, random_flip=False, shuffle=True, repeat=True,
-                 drop_remainder=True, download=True):
+                 image_size=None, channels=None, random_flip=False,
+                 random_crop=False, shuffle=True, repeat=True,
+                 drop_remainder=True, download=True, labels=False,
+                 stream=None, strict_data=False):
   """Batches of `name` for `flow.log_prob`: float32 `[batch, *event_shape]`.
 
   2-D toys: the fixed points of `TOY_SPLITS[split]` (see `sample_toy`).
-  Images (`IMAGE_DATASETS`, through tensorflow-datasets): `uint8` pixels plus
-  `U[0, 1)` dequantization noise, so values in `[0, 256)`; cifar10 32x32x3,
-  mnist 28x28x1, celeb_a the central 148x148 crop of the 218x178 photo
-  resized to `image_size` x `image_size` x 3 and rounded to `uint8`.
+  Images (`image_sources`: a TFDS dataset by name, `folder:PATH`,
+  `npz:FILE`): `uint8` pixels, preprocessed as `image_sources` says, plus
+  `U[0, 1)` dequantization noise, so values in `[0, 256)`.
 
   The order (a new permutation of the whole split every epoch when
-  `shuffle`), the noise and the flips are stateless functions of `seed` and
-  of the position in the stream; see the module docstring. With
+  `shuffle`), the noise, the flips and the crops are stateless functions of
+  `seed` and of the position in the stream; see the module docstring. With
   `shuffle=False` the examples come in the split's order, and the noise of
   example `i` of a non-repeated split does not depend on `batch_size`.
+  Unreadable files of a folder are dropped from the stream (counted and
+  logged), unless `strict_data`.
 
   A TFDS dataset that is not prepared under `data_dir` is downloaded and
   prepared there when `download` is true and a request to
-  `CONNECTIVITY_PROBE_URL` is answered within `CONNECTIVITY_TIMEOUT_S`;
-  otherwise, or when the download fails, `DatasetUnavailableError` is raised
-  at once, naming the dataset, the directory looked in and how to provide it.
-  (Offline, tfds's own download retries for minutes before it fails; the
-  probe avoids that wait.)
+  `image_sources.CONNECTIVITY_PROBE_URL` is answered within
+  `image_sources.CONNECTIVITY_TIMEOUT_S`; otherwise, or when the download
+  fails, `DatasetUnavailableError` is raised at once, naming the dataset, the
+  directory looked in and how to provide it. (Offline, tfds's own download
+  retries for minutes before it fails; the probe avoids that wait.)
 
   Args:
-    name: one of `TOY_DATASETS + IMAGE_DATASETS`.
-    split: 'train' or 'test'.
+    name: a 2-D toy (`TOY_DATASETS`) or an image source (see `describe`).
+    split: 'train' or 'test' (a TFDS dataset without a test split: its
+      validation split).
     batch_size: examples per batch.
-    seed: int; fixes the order, the noise and the flips.
+    seed: int; fixes the order, the noise, the flips and the crops.
     data_dir: tensorflow-datasets data directory (default: tfds's,
       `~/tensorflow_datasets` or `$TFDS_DATA_DIR`).
-    image_size: side of the celeb_a images; ignored otherwise.
+    image_size: side of resized images (`describe(name).resizes`; default:
+      the source's).
+    channels: folders: 1 or 3, converting images that have the other count.
     random_flip: images only: mirror each example left-right with
       probability 1/2 (training augmentation).
+    random_crop: LSUN: random crops (training) instead of the central one.
     shuffle: permute the examples (every epoch anew).
     repeat: repeat the split forever.
     drop_remainder: drop a last, smaller batch (gives a static batch size).
     download: allow tfds to download a missing dataset.
+    labels: yield `(x, label)` pairs, label int32 `[batch]`; the `x` are the
+      same as without labels.
+    stream: read images from disk as the stream needs them (True) or hold
+      the split in memory (False); None: by size (`image_sources.read`).
+    strict_data: stop at an unreadable image file instead of skipping it.
 
   Returns:
-    A `tf.data.Dataset` of float32 tensors `[batch_size, *event_shape]`.
+    A `tf.data.Dataset` of float32 tensors `[batch_size, *event_shape]`, or
+    of `(x, label)` pairs.
 
   Raises:
-    ValueError: for an unknown dataset or split, or `random_flip` for a toy.
-    DatasetUnavailableError: see above.
+    ValueError: for an unknown dataset or split, `random_flip` for a toy, or
+      `labels` for a dataset without labels.
+    image_sources.DatasetUnavailableError: see above.
+    image_sources.DataError: unusable images (`image_sources.read`).
   """
-  _check_name(name, TOY_DATASETS + IMAGE_DATASETS)
   _check_split(split)
-  if random_flip and name in TOY_DATASETS:
+  toy = name in TOY_DATASETS
+  if random_flip and toy:
     raise ValueError(f'random_flip is for images; {name!r} is a 2-D toy.')
+  if labels and num_classes(name, data_dir) is None:
+    raise ValueError(f'{name} has no labels.')
   base_seed = tf.constant(divmod(seed, 2**31), tf.int32)
-  if name in TOY_DATASETS:
-    examples = sample_toy(name, *TOY_SPLITS[split])
-  else:
-    examples = _load_images(name, split, data_dir, image_size, download)
-  with tf.device('/cpu:0'):
-    examples = tf.constant(examples)
-  order = _example_order(len(examples), _fold_in(base_seed, 0), shuffle,
-                         repeat)
-  if name in TOY_DATASETS:
+  if toy:
+    points, point_labels = sample_toy(name, *TOY_SPLITS[split], labels=True)
+    with tf.device('/cpu:0'):
+      points, point_labels = tf.constant(points), tf.constant(point_labels)
+    order = _example_order(len(points), _fold_in(base_seed, 0), shuffle,
+                           repeat)
     dataset = order.batch(batch_size, drop_remainder=drop_remainder).map(
-        lambda indices: tf.gather(examples, indices))
-  else:
-    noise_seed = _fold_in(base_seed, 1)
-    dataset = order.enumerate().map(
-        lambda position, index: _dequantize_and_flip(
-            tf.gather(examples, index), _fold_in(noise_seed, position),
-            random_flip),
-        num_parallel_calls=tf.data.AUTOTUNE).batch(
-            batch_size, drop_remainder=drop_remainder)
+        lambda indices: (tf.gather(points, indices),
+                         tf.gather(point_labels, indices))
+        if labels else tf.gather(points, indices))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+  examples = image_sources.read(
+      name, split, data_dir=data_dir, image_size=image_size,
+      channels=channels, download=download, stream=stream,
+      strict=strict_data)
+  order = _example_order(examples.size, _fold_in(base_seed, 0), shuffle,
+                         repeat)
+  noise_seed, crop_seed = _fold_in(base_seed, 1), _fold_in(base_seed, 2)
+
+  def example(position, index):
+    image, label, ok = examples.fetch(index)
+    if examples.crop:
+      image = _crop(image, examples.crop, _fold_in(crop_seed, position),
+                    random_crop)
+    x = _dequantize_and_flip(image, _fold_in(noise_seed, position),
+                             random_flip)
+    return x, label, ok
+
+  dataset = order.enumerate().map(
+      example, num_parallel_calls=tf.data.AUTOTUNE).filter(
+          lambda x, label, ok: ok).map(
+              lambda x, label, ok: (x, label) if labels else x).batch(
+                  batch_size, drop_remainder=drop_remainder)
   return dataset.prefetch(tf.data.AUTOTUNE)
