@@ -23,7 +23,7 @@ RESUME_FIELDS = (
     'num_res_blocks', 'num_filters', 'num_coupling_layers', 'hidden_units',
     'batch_size', 'seed',
     'learning_rate', 'warmup_steps', 'lr_decay', 'lr_decay_floor', 'ema_decay',
-    'batch_norm')
+    'batch_norm', 'conditional')
 # A decay runs over the whole run: with one, the run's length is kept too.
 DECAY_LENGTH_FIELDS = ('train_steps', 'epochs')
 # What a field that a run's config.json lacks (written before the field
@@ -99,6 +99,10 @@ class Config:
       'both. Training normalizes with the batch\'s statistics (synchronized '
       'across replicas); evaluation, samples and the export with running '
       'averages, an exact per-example density.')
+  conditional: bool = _field(
+      False, 'Class-conditional model of a labelled dataset: every coupling '
+      'network sees a learned embedding of the class, and the prior has a '
+      'learned mean and scale per class (realnvp, nice, glow).')
   mixed_precision: bool = _field(
       False, 'Run the s/t networks in bfloat16; log-dets stay float32 '
       '(realnvp, nice, glow).')

@@ -5,20 +5,23 @@ The trainer evaluates with `Evaluator` and writes samples with
 for a finished run, rebuilt from its latest checkpoint by `restore_flow`.
 """
 
+import functools
 import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from tf_realnvp import distribution
 from tf_realnvp import experiment as experiment_lib
 from tf_realnvp import input_pipeline
 from tf_realnvp import model_dir as model_dir_lib
+from tf_realnvp import objective
 from tf_realnvp import plots
-from tf_realnvp.distribution import with_temperature
 
 SUM = tf.distribute.ReduceOp.SUM
 GRID_SAMPLES = 36
+DENSITY_SAMPLES = 2000
 
 
 class Evaluator:
@@ -30,15 +33,17 @@ class Evaluator:
     self._step = tf.function(self._sum_and_count)
 
   def _sum_and_count(self, batch):
-    def replica_fn(x):
-      return (-tf.reduce_sum(self.flow.log_prob(x)),
+    def replica_fn(batch):
+      x, context = objective.split(batch)
+      return (-tf.reduce_sum(distribution.log_prob(self.flow, x, context)),
               tf.cast(tf.shape(x)[0], self.flow.dtype))
     nll_sum, count = self.strategy.run(replica_fn, (batch,))
     return (self.strategy.reduce(SUM, nll_sum, axis=None),
             self.strategy.reduce(SUM, count, axis=None))
 
   def mean_nll(self, dataset):
-    """Mean NLL in nats over a finite `dataset` of (unbatched-by-strategy) batches."""
+    """Mean NLL in nats over a finite `dataset` of (unbatched-by-strategy)
+    batches: events, or `(events, context)` for a conditional flow."""
     total, count = 0., 0.
     for batch in self.strategy.experimental_distribute_dataset(dataset):
       nll_sum, n = self._step(batch)
@@ -88,6 +93,9 @@ def sample_seed(seed, step):
 def write_samples(flow, experiment, model_dir, step, writer, temperature=1.):
   """Writes `samples/step_N.png`: a 6x6 grid, or a 2-D density plot.
 
+  A class-conditional run draws a row of 6 samples per class (2-D data:
+  samples of every class in the class's colour, over the marginal density).
+
   Samples come from the base Normal scaled by `temperature`; a temperature
   other than 1 is added to the file name (`step_N_t0.7.png`).
   """
@@ -95,18 +103,39 @@ def write_samples(flow, experiment, model_dir, step, writer, temperature=1.):
   suffix = '' if temperature == 1 else f'_t{temperature:g}'
   path = os.path.join(model_dir, 'samples', f'step_{step}{suffix}.png')
   seed = sample_seed(config.seed, step)
-  sampler = with_temperature(flow, temperature)
+  sampler = distribution.with_temperature(flow, temperature)
+  num_classes = experiment.data.num_classes if config.conditional else None
+  count = GRID_SAMPLES if experiment.data.is_image else DENSITY_SAMPLES
+  if num_classes:  # A row of samples per class; 2-D: a colour per class.
+    columns = GRID_SAMPLES // 6 if experiment.data.is_image else (
+        -(-DENSITY_SAMPLES // num_classes))
+    classes = np.repeat(np.arange(num_classes, dtype=np.int32), columns)
+    samples = distribution.sample(sampler, len(classes), seed, classes)
+  else:
+    classes = None
+    samples = sampler.sample(count, seed=seed)
   if experiment.data.is_image:
-    grid = plots.image_grid(sampler.sample(GRID_SAMPLES, seed=seed).numpy())
+    grid = plots.image_grid(samples.numpy(), rows=num_classes or 6)
     plots.save_png(grid, path)
     with writer.as_default(step=step):
       tf.summary.image('samples', grid[None].astype(np.float32) / 255.)
   else:
     data = input_pipeline.sample_toy(config.dataset, 2000, config.seed + 1)
     plots.density_plot(
-        lambda points: flow.log_prob(points), sampler.sample(2000, seed=seed),
-        path, data=data, title=f'{config.dataset}, step {step}')
+        functools.partial(marginal_log_prob, flow, num_classes), samples,
+        path, data=data, title=f'{config.dataset}, step {step}',
+        classes=classes)
   return path
+
+
+def marginal_log_prob(flow, num_classes, x):
+  """`log p(x)`; for a class-conditional flow the marginal over equally
+  likely classes, `logsumexp_k log p(x | k) - log K`."""
+  if not num_classes:
+    return flow.log_prob(x)
+  per_class = tf.stack([distribution.log_prob(flow, x, tf.constant(k))
+                        for k in range(num_classes)])
+  return tf.reduce_logsumexp(per_class, axis=0) - np.log(num_classes)
 
 
 def evaluate(model_dir, num_dequantizations=1, temperature=1.0,

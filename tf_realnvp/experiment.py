@@ -136,6 +136,9 @@ class Experiment:
       settings['conditioner_options'] = dict(batch_norm=True)
     if config.mixed_precision:
       settings['network_dtype'] = 'mixed_bfloat16'
+    if config.conditional:
+      settings.update(num_classes=self.data.num_classes,
+                      conditional_prior=True)
     if 'validate_args' in flows.FLOWS[config.flow].settings(
         self.data.event_shape):
       # XLA drops run-time checks anyway, and a batch with a NaN must reach
@@ -148,10 +151,10 @@ class Experiment:
     return flows.make_flow(self.config.flow, self.data.event_shape,
                            **self.flow_settings())
 
-  def dataset(self, split, seed_offset=0, labels=False):
+  def dataset(self, split, seed_offset=0):
     """Training batches (shuffled, repeated, flipped, cropped) or one pass
     over the test split (`seed_offset` draws other dequantization noise);
-    with `labels`, `(x, label)` pairs."""
+    `(x, label)` pairs for a `--conditional` run."""
     config = self.config
     train = split == 'train'
     return input_pipeline.make_dataset(
@@ -161,7 +164,7 @@ class Experiment:
         download=config.download,
         random_flip=train and config.random_flip and self.data.is_image,
         random_crop=train, shuffle=train, repeat=train, drop_remainder=train,
-        labels=labels, strict_data=config.strict_data)
+        labels=config.conditional, strict_data=config.strict_data)
 
   def steps_per_epoch(self):
     """Training batches per pass over the training split (counts it)."""
@@ -360,6 +363,12 @@ def _check_model(config, data):
   if config.mixed_precision and 'network_dtype' not in accepted:
     raise ConfigError(f'--mixed_precision applies to the coupling networks of '
                       f'realnvp, nice and glow, not to {what}.')
+  if config.conditional and 'num_classes' not in accepted:
+    raise ConfigError(f'--conditional applies to realnvp, nice and glow, not '
+                      f'to {config.flow}.')
+  if config.conditional and not data.num_classes:
+    raise ConfigError(f'--conditional needs class labels, and {config.dataset}'
+                      ' has none; leave it unset.')
 
 
 def _check_scales_fit(config, data):

@@ -34,7 +34,7 @@ def save_png(image, path):
 
 
 def density_plot(log_prob_fn, samples, path, data=None, extent=4.5,
-                 resolution=200, title=None):
+                 resolution=200, title=None, classes=None):
   """Saves a heat-map of `exp(log_prob_fn(points))` next to a sample scatter.
 
   Args:
@@ -45,6 +45,7 @@ def density_plot(log_prob_fn, samples, path, data=None, extent=4.5,
     extent: the plots cover `[-extent, extent]^2`.
     resolution: grid points per axis of the heat-map.
     title: optional figure title.
+    classes: optional `[M]` class of each sample, which colours it.
   """
   axis = np.linspace(-extent, extent, resolution, dtype=np.float32)
   grid = np.stack(np.meshgrid(axis, axis), axis=-1).reshape(-1, 2)
@@ -62,7 +63,12 @@ def density_plot(log_prob_fn, samples, path, data=None, extent=4.5,
   if data is not None:
     right.scatter(data[:, 0], data[:, 1], s=1, c='lightgray', label='data')
   samples = np.asarray(samples)
-  right.scatter(samples[:, 0], samples[:, 1], s=1, c='tab:blue', label='samples')
+  if classes is None:
+    right.scatter(samples[:, 0], samples[:, 1], s=1, c='tab:blue',
+                  label='samples')
+  else:
+    right.scatter(samples[:, 0], samples[:, 1], s=1, c=classes, cmap='tab10',
+                  label='samples (colour: class)')
   right.set_xlim(-extent, extent)
   right.set_ylim(-extent, extent)
   right.set_aspect('equal')
