@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 import tensorflow_probability as tfp
 
 import tf_realnvp
@@ -348,3 +349,32 @@ def test_conditional_settings_that_cannot_work_are_config_errors(settings,
   with pytest.raises(experiment.ConfigError, match=message):
     experiment.resolve(config_lib.Config(dataset='8gaussians',
                                          conditional=True, **settings))
+
+
+def test_a_conditional_image_run_draws_a_row_per_class(tmp_path):
+  with tfds.testing.mock_data(num_examples=8):
+    config = config_lib.Config(
+        dataset='mnist', conditional=True, model_dir=str(tmp_path / 'run'),
+        num_scales=1, num_res_blocks=1, num_filters=4, batch_size=4,
+        train_steps=2, eval_batches=1)
+    result = trainer.train_and_evaluate(experiment.resolve(config))
+    evaluated = evaluation.evaluate(str(tmp_path / 'run'), eval_batches=1)
+  assert np.isfinite(result['test_bits_per_dim'])
+  np.testing.assert_allclose(evaluated['test_bits_per_dim'],
+                             result['test_bits_per_dim'], rtol=1e-5)
+  grid = tf.io.decode_png(tf.io.read_file(evaluated['samples']))
+  assert grid.shape[0] == 10 * 28  # A row of 28x28 samples per digit.
+  served = tf.saved_model.load(str(tmp_path / 'run' / 'saved_model'))
+  assert int(served.num_classes) == 10
+  assert served.signatures['serving_default'].structured_input_signature[
+      1].keys() == {'x', 'label'}
+
+
+def test_conditional_needs_a_labelled_dataset(tmp_path):
+  path = str(tmp_path / 'images.npz')
+  np.savez(path, train=np.zeros((4, 8, 8, 1), np.uint8),
+           test=np.zeros((4, 8, 8, 1), np.uint8))
+  with pytest.raises(experiment.ConfigError,
+                     match='--conditional needs class labels'):
+    experiment.resolve(config_lib.Config(dataset=f'npz:{path}',
+                                         conditional=True))

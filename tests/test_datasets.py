@@ -48,9 +48,14 @@ def final_weights(model_dir):
 
 
 @pytest.mark.parametrize('name, settings', [
+    ('downsampled_imagenet/32x32', dict(image_size=8)),
     ('downsampled_imagenet/64x64', dict(image_size=8)),
+    ('lsun/bedroom', dict(image_size=8)),
+    ('lsun/tower', dict(image_size=8)),
     ('lsun/church_outdoor', dict(image_size=8)),
+    ('celeb_a', dict(image_size=8)),
     ('svhn_cropped', {}),
+    ('fashion_mnist', {}),
 ])
 def test_a_tfds_dataset_by_name_trains_and_evaluates(tmp_path, name,
                                                      settings):
