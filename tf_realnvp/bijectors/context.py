@@ -57,9 +57,13 @@ class Context:
     Events `[..., *event]` (`event_ndims` axes) and a context broadcast
     against each other's batch shapes: one label for a whole batch, one per
     event, or several for one event.
+
+    Raises:
+      ValueError: for no context (`value` is `None`), or see `_features`.
     """
+    value = _given(value)
     shape = ps.shape(events)
-    context_shape = ps.shape(_given(value))
+    context_shape = ps.shape(value)
     batch_shape = ps.broadcast_shape(
         shape[:ps.size(shape) - event_ndims],
         context_shape[:ps.size(context_shape) - self.ndims])
@@ -67,17 +71,14 @@ class Context:
                                        validate_args)
 
   def _features(self, value, batch_shape, dtype, validate_args):
-    """`value` as features `[prod(batch_shape), features]` of `dtype`.
-
-    `value` is broadcast to `batch_shape` first.
+    """The tensor `value` as features `[prod(batch_shape), features]` of
+    `dtype`, broadcast to `batch_shape` first.
 
     Raises:
-      ValueError: for no context (`value` is `None`).
       TypeError: for labels that are not integers, or vectors that are not
         floats.
       ValueError: for vectors of another length than `size`.
     """
-    value = _given(value)
     if self.num_classes:
       if not value.dtype.is_integer:
         raise TypeError(
