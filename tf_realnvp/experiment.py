@@ -193,9 +193,9 @@ def load(model_dir):
   every field; those are dropped here.
   """
   saved = config_lib.Config.load(model_dir)
-  event_shape = _facts(saved).event_shape
+  facts = _facts(saved)
   return resolve(dataclasses.replace(
-      saved, **{field: None for field in _unused_fields(saved, event_shape)}))
+      saved, **{field: None for field in _unused_fields(saved, facts)}))
 
 
 def resolve(config):
@@ -228,7 +228,7 @@ def resolve(config):
       if getattr(config, name) is None})
   if resolved.model_dir is None:
     resolved.model_dir = os.path.join('runs', _run_name(config.dataset))
-  _check_model(resolved, data)
+  _check_model(resolved, data, facts)
   resolved = dataclasses.replace(resolved,
                                  **_model_defaults(resolved, data.event_shape))
   _check_scales_fit(resolved, data)
@@ -299,18 +299,17 @@ def _with_preset(config):
       if getattr(config, name) is None})
 
 
-def _unused_fields(config, event_shape):
-  """The fields `config` sets that its dataset and flow would not use."""
+def _unused_fields(config, facts):
+  """The fields `config` sets that its dataset (its `facts`) and flow would
+  not use."""
   kind = flows.FLOWS[config.flow]
   unused = [field for field, argument in MODEL_FIELDS.items()
             if getattr(config, field) is not None
-            and argument not in kind.settings(event_shape)]
-  if config.image_size is not None or config.channels is not None:
-    facts = _facts(config)
-    if config.image_size is not None and not facts.resizes:
-      unused.append('image_size')
-    if config.channels is not None and not facts.is_folder:
-      unused.append('channels')
+            and argument not in kind.settings(facts.event_shape)]
+  if config.image_size is not None and not facts.resizes:
+    unused.append('image_size')
+  if config.channels is not None and not facts.is_folder:
+    unused.append('channels')
   return unused
 
 
@@ -337,7 +336,7 @@ def _check_values(config):
       raise ConfigError(f'--{name} must be positive, got {value}.')
 
 
-def _check_model(config, data):
+def _check_model(config, data, facts):
   """Raises if the flow cannot model the data or would ignore a setting."""
   kind = flows.FLOWS[config.flow]
   what = f'{config.flow} on {config.dataset}'
@@ -347,7 +346,7 @@ def _check_model(config, data):
     raise ConfigError(f'--flow={config.flow} models vectors only; for '
                       f'{config.dataset} choose one of {image_flows}.')
   accepted = kind.settings(data.event_shape)
-  unused = _unused_fields(config, data.event_shape)
+  unused = _unused_fields(config, facts)
   if unused:
     raise ConfigError(f'--{unused[0]} does not apply to {what}; leave it '
                       'unset.')
