@@ -1,14 +1,14 @@
-r"""RealNVP against NICE, MAF, IAF, Glow and FFJORD on the 2-D toy densities.
+r"""RealNVP against NICE, NSF, MAF, IAF, Glow and FFJORD on 2-D toy densities.
 
     python -m benchmarks.compare_flows --out_dir=compare_flows_results
 
 Every flow of `--flows` (`tf_realnvp.flows`, in its default size) is trained
 on every dataset of `--datasets` (the 2-D toys of `tf_realnvp.input_pipeline`)
 exactly as `python train.py --dataset=D --flow=K` trains it: the same
-trainer, objective and defaults (`tf_realnvp.experiment`: RealNVP's 2-D
-recipe, the paper's for the others; 6000 steps of 256 points), from the same
-`--seed`; `--steps` and `--batch_size` override the defaults for all. Then
-it measures
+trainer, objective and defaults (`tf_realnvp.experiment`: the 2-D recipes
+of RealNVP and NSF, the paper's for the others; 6000 steps of 256 points),
+from the same `--seed`; `--steps` and `--batch_size` override the defaults
+for all. Then it measures
 
 - test NLL in nats, `-mean log p(x)` over the 10,000 test points; for
   8gaussians also the gap to the true density, the test NLL minus

@@ -48,15 +48,19 @@ def perturb(module, scale=0.3, seed=0):
   return module
 
 
-def coupling(mask, additive=False, dtype='float64'):
-  """A perturbed coupling with a tiny conditioner: ResNet for images, MLP."""
+def coupling(mask, additive=False, dtype='float64', spline=None):
+  """A perturbed coupling with a tiny conditioner (ResNet for images, MLP):
+  affine, additive, or with `spline=dict(bins=, bound=)` a spline."""
+  options = dict(additive=additive, dtype=dtype,
+                 spline_bins=spline['bins'] if spline else 0)
   if mask.ndim == 3:
     net = networks.ResNetConditioner(mask.shape[-1], num_blocks=1,
-                                     num_filters=4, additive=additive,
-                                     dtype=dtype)
+                                     num_filters=4, **options)
   else:
     net = networks.MLPConditioner(mask.shape[-1], hidden_units=(16, 16),
-                                  additive=additive, dtype=dtype)
+                                  **options)
+  if spline:
+    return perturb(bijectors.SplineCoupling(mask, net, **spline))
   return perturb(bijectors.AffineCoupling(mask, net, additive=additive))
 
 

@@ -34,7 +34,7 @@ def run(args, tmp_path, timeout=300, **kwargs):
 @pytest.mark.parametrize('args, message', [
     (['train.py', '--dataset=nosuch'], "--dataset=nosuch: Unknown dataset"),
     (['train.py', '--num_scales=3'],
-     '--num_scales does not apply to realnvp on moons'),
+     '--num_scales does not apply to nsf on moons'),
     # The data are not on disk: reading them would fail otherwise.
     (['train.py', '--dataset=cifar10', '--num_scales=6', '--download=false'],
      '--num_scales: 32x32 images are too small for num_scales=6'),

@@ -341,8 +341,8 @@ def test_a_conditional_run_beats_the_unconditional_one_and_serves_labels(
 
 
 @pytest.mark.parametrize('settings, message', [
-    (dict(flow='maf'), '--conditional applies to realnvp, nice and glow'),
-    (dict(flow='ffjord'), '--conditional applies to realnvp, nice and glow'),
+    (dict(flow='maf'), '--conditional applies to realnvp, nice, nsf and glow'),
+    (dict(flow='ffjord'), '--conditional applies to realnvp, nice, nsf and glow'),
 ])
 def test_conditional_settings_that_cannot_work_are_config_errors(settings,
                                                                  message):

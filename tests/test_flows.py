@@ -22,6 +22,8 @@ import bijector_checks
 SETTINGS = {
     'realnvp': dict(num_layers=2, hidden_units=(8,)),
     'nice': dict(num_layers=2, hidden_units=(8,)),
+    'nsf': dict(num_layers=2, hidden_units=(8,), spline_bins=4,
+                spline_bound=3.),
     'maf': dict(num_layers=2, hidden_units=(8,)),
     'iaf': dict(num_layers=2, hidden_units=(8,)),
     'glow': dict(num_layers=2, hidden_units=(8,)),

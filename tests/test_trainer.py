@@ -385,7 +385,7 @@ def test_other_flows_train_and_stay_exact_bijections(tmp_path, flow):
     (dict(dataset='nosuch'), "--dataset=nosuch: Unknown dataset 'nosuch'"),
     (dict(dataset='cifar10', flow='maf'), 'flow=maf.*cifar10.*realnvp'),
     (dict(flow='spline'), "flow must be one of realnvp.*'spline'"),
-    (dict(num_scales=3), 'num_scales does not apply to realnvp on moons'),
+    (dict(num_scales=3), 'num_scales does not apply to nsf on moons'),
     (dict(flow='ffjord', num_coupling_layers=4),
      'num_coupling_layers does not apply to ffjord'),
     (dict(dataset='cifar10', num_coupling_layers=None, hidden_units=(8,)),
@@ -409,7 +409,7 @@ def test_other_flows_train_and_stay_exact_bijections(tmp_path, flow):
     (dict(lr_decay='cosine', warmup_steps=40, train_steps=40), 'warmup_steps'),
     (dict(batch_norm='layers'), 'batch_norm must be one of none, networks'),
     (dict(batch_norm='networks'),
-     'batch_norm=networks does not apply to realnvp on moons.*couplings'),
+     'batch_norm=networks does not apply to nsf on moons.*couplings'),
     (dict(flow='maf', batch_norm='couplings'),
      'batch_norm=couplings does not apply to maf'),
 ])
@@ -424,15 +424,22 @@ def test_resolve_fills_the_defaults_of_the_data_and_the_flow():
   assert (moons.batch_size, moons.train_steps, moons.eval_every) == (
       experiment.VECTOR_BATCH_SIZE, experiment.VECTOR_TRAIN_STEPS,
       experiment.VECTOR_EVAL_EVERY)
-  assert moons.learning_rate == experiment.TOY_RECIPE['learning_rate']
-  assert (moons.num_coupling_layers, moons.hidden_units) == (8, (128, 128))
+  assert moons.flow == experiment.VECTOR_FLOW == 'nsf'
+  assert moons.learning_rate == experiment.TOY_RECIPES['nsf']['learning_rate']
+  assert (moons.num_coupling_layers, moons.hidden_units, moons.spline_bins,
+          moons.spline_bound) == (4, (64, 64), 8, 6.)
+  affine = experiment.resolve(config_lib.Config(flow='realnvp')).config
+  assert affine.learning_rate == experiment.TOY_RECIPES['realnvp'][
+      'learning_rate']
+  assert (affine.num_coupling_layers, affine.hidden_units) == (8, (128, 128))
+  assert affine.spline_bins is None
   assert moons.num_scales is None and moons.image_size is None
   cifar = experiment.resolve(config_lib.Config(dataset='cifar10'))
   assert (cifar.config.batch_size, cifar.config.epochs) == (64, 100)
   assert (cifar.config.num_scales, cifar.config.num_res_blocks,
           cifar.config.num_filters) == (2, 8, 64)
   assert cifar.config.hidden_units is None
-  assert cifar.config.learning_rate == 1e-3
+  assert cifar.config.learning_rate == 1e-3 and cifar.config.flow == 'realnvp'
   assert cifar.data.event_shape == (32, 32, 3) and cifar.data.is_image
   assert cifar.data.metric(32 * 32 * 3 * np.log(2.)) == pytest.approx(1.)
   maf = experiment.resolve(config_lib.Config(flow='maf')).config

@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 RESUME_FIELDS = (
     'dataset', 'image_size', 'channels', 'flow', 'num_scales',
     'num_res_blocks', 'num_filters', 'num_coupling_layers', 'hidden_units',
-    'batch_size', 'seed',
+    'spline_bins', 'spline_bound', 'batch_size', 'seed',
     'learning_rate', 'warmup_steps', 'lr_decay', 'lr_decay_floor', 'ema_decay',
     'batch_norm', 'conditional')
 # A decay runs over the whole run: with one, the run's length is kept too.
@@ -73,10 +73,12 @@ class Config:
 
   # Model: settings of tf_realnvp.make_flow; unset, the flow's own default.
   # A setting the chosen flow would not use is refused.
-  flow: str = _field(
-      'realnvp', 'realnvp (affine couplings), nice (additive couplings) or '
-      'glow (actnorm, invertible 1x1 convolution, affine coupling) on any '
-      'data; maf, iaf or ffjord on 2-D data only.')
+  flow: Optional[str] = _field(
+      None, 'realnvp (affine couplings), nice (additive couplings), nsf '
+      '(rational-quadratic spline couplings) or glow (actnorm, invertible 1x1 '
+      'convolution, affine coupling) on any data; maf, iaf or ffjord on 2-D '
+      'data only (default: realnvp for images, nsf for 2-D data, measured in '
+      'BENCHMARKS.md).')
   num_scales: Optional[int] = _field(
       None, 'Images: scales of the multi-scale architecture (default: 2, the '
       'paper\'s CIFAR-10 model).')
@@ -87,25 +89,31 @@ class Config:
       None, 'Images: feature maps at the first scale (default: 64, the '
       'paper\'s CIFAR-10 model).')
   num_coupling_layers: Optional[int] = _field(
-      None, 'Vectors: couplings (realnvp, nice, glow; default 8) or MADE '
-      'layers (maf, iaf; default 5).')
+      None, 'Vectors: couplings (realnvp, nice, nsf, glow; default 8, nsf '
+      '4) or MADE layers (maf, iaf; default 5).')
   hidden_units: Optional[Tuple[int, ...]] = _field(
-      None, 'Vectors: hidden widths of the s/t MLPs (default 128,128), of '
-      'MADE (maf, iaf; 128,128) or of the ODE network (ffjord; 64,64,64).')
+      None, 'Vectors: hidden widths of the s/t MLPs (default 128,128; nsf '
+      '64,64), of MADE (maf, iaf; 128,128) or of the ODE network (ffjord; '
+      '64,64,64).')
+  spline_bins: Optional[int] = _field(
+      None, 'nsf: bins of each rational-quadratic spline (default 8).')
+  spline_bound: Optional[float] = _field(
+      None, 'nsf: each spline acts on [-B, B] and is the identity outside '
+      '(default 6; images: in logit space).')
   batch_norm: str = _field(
       'none', 'Batch normalization (Dinh et al. 2017, Sec. 3.7): none; '
       'networks (inside the s/t ResNets, images); couplings (the paper\'s '
-      'BatchNorm bijector after every coupling; realnvp, nice, glow); or '
+      'BatchNorm bijector after every coupling; realnvp, nice, nsf, glow); or '
       'both. Training normalizes with the batch\'s statistics (synchronized '
       'across replicas); evaluation, samples and the export with running '
       'averages, an exact per-example density.')
   conditional: bool = _field(
       False, 'Class-conditional model of a labelled dataset: every coupling '
       'network sees a learned embedding of the class, and the prior has a '
-      'learned mean and scale per class (realnvp, nice, glow).')
+      'learned mean and scale per class (realnvp, nice, nsf, glow).')
   mixed_precision: bool = _field(
       False, 'Run the s/t networks in bfloat16; log-dets stay float32 '
-      '(realnvp, nice, glow).')
+      '(realnvp, nice, nsf, glow).')
 
   # Optimisation (Dinh et al. 2017, Sec. 4.1: Adam, L2 5e-5 on weight scales).
   batch_size: Optional[int] = _field(
@@ -119,15 +127,17 @@ class Config:
       '100, as the PyTorch reference implementation, chrischute/real-nvp).')
   learning_rate: Optional[float] = _field(
       None, 'Adam learning rate, after the warmup and before any decay '
-      '(default: 1e-2 for realnvp on 2-D data, measured in BENCHMARKS.md; '
+      '(default on 2-D data: 1e-2 for realnvp, 5e-3 for nsf, measured in '
+      'BENCHMARKS.md; '
       'else 1e-3, the paper\'s).')
   warmup_steps: Optional[int] = _field(
       None, 'Raise the learning rate linearly from 0 to --learning_rate over '
-      'this many updates (default: 200 for realnvp on 2-D data, else 0).')
+      'this many updates (default: 200 for realnvp and nsf on 2-D data, else '
+      '0).')
   lr_decay: Optional[str] = _field(
       None, 'After the warmup: none (constant learning rate) or cosine (to '
       '--lr_decay_floor * --learning_rate at the end of the run) (default: '
-      'cosine for realnvp on 2-D data, else none).')
+      'cosine for realnvp and nsf on 2-D data, else none).')
   lr_decay_floor: float = _field(
       0., 'cosine: the final learning rate, as a fraction of --learning_rate.')
   ema_decay: float = _field(

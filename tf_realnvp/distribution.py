@@ -15,15 +15,18 @@ from tf_realnvp.bijectors.context import CONDITIONAL_INPUT
 from tf_realnvp.bijectors.context import Context
 from tf_realnvp.bijectors.context import takes_context
 from tf_realnvp.bijectors.context_chain import ContextChain
+from tf_realnvp.bijectors.coupling import Coupling
 from tf_realnvp.bijectors.factor_out import FactorOut
 from tf_realnvp.bijectors.invertible_conv import InvertibleConv1x1
 from tf_realnvp.bijectors.logit import LogitPreprocessing
+from tf_realnvp.bijectors import spline_coupling
+from tf_realnvp.bijectors.spline_coupling import SplineCoupling
 from tf_realnvp.bijectors.squeeze import Squeeze
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-COUPLINGS = ('affine', 'additive')
+COUPLINGS = ('affine', 'additive', 'spline')
 STEPS = ('realnvp', 'glow')
 
 
@@ -32,7 +35,8 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
             step='realnvp', batch_norm_couplings=False,
             double_filters_at_squeeze=False, conditioner_options=None,
             num_classes=0, context_size=0, conditional_prior=False,
-            alpha=0.05,
+            spline_bins=spline_coupling.BINS,
+            spline_bound=spline_coupling.BOUND, alpha=0.05,
             dtype=tf.float32, network_dtype=None, validate_args=True,
             name=None):
   """A RealNVP flow: `tfd.TransformedDistribution` over a standard Normal.
@@ -58,6 +62,12 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
 
   Vectors, `event_shape = (D,)`: `num_coupling_layers` couplings with
   alternating masks (`[1, 0]`, `[0, 1]`, ... in 2-D) and MLP conditioners.
+
+  The coupling: `'affine'` (the paper's, `AffineCoupling`), `'additive'`
+  (NICE) or `'spline'` (`SplineCoupling`: each transformed entry through a
+  monotone rational-quadratic spline of `spline_bins` bins on
+  `[-spline_bound, spline_bound]`, Durkan et al. 2019's neural spline flow
+  on this architecture).
 
   Glow steps, `step='glow'`: every coupling above becomes a step of flow of
   Glow (Kingma & Dhariwal 2018, Sec. 3): `ActNorm` (per-channel affine,
@@ -97,8 +107,9 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
     num_filters: images: feature maps of the first scale's s/t networks.
     num_coupling_layers: vectors: number of coupling layers.
     hidden_units: vectors: hidden widths of each s/t MLP.
-    coupling: `'affine'` (RealNVP) or `'additive'` (NICE: volume-preserving
-      couplings, then a learned diagonal scaling as the last layer).
+    coupling: `'affine'` (RealNVP), `'additive'` (NICE: volume-preserving
+      couplings, then a learned diagonal scaling as the last layer) or
+      `'spline'` (neural spline flow).
     step: `'realnvp'` (a coupling per step, as in the paper) or `'glow'`
       (actnorm, invertible 1x1 convolution, coupling).
     batch_norm_couplings: whether a `BatchNorm` bijector normalizes the
@@ -115,14 +126,19 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
     context_size: condition on float context vectors of this length.
     conditional_prior: whether the prior's mean and scale depend on the
       context (needs `num_classes` or `context_size`).
+    spline_bins: `coupling='spline'`: bins of each spline.
+    spline_bound: `coupling='spline'`: each spline acts on
+      `[-spline_bound, spline_bound]` and is the identity outside (images:
+      in logit space).
     alpha: images: the logit preprocessing's `alpha`.
     dtype: float dtype of the distribution.
     network_dtype: dtype policy of the s/t networks, e.g. `'mixed_bfloat16'`;
       defaults to `dtype`. Coupling arithmetic and log-dets stay in `dtype`.
     validate_args: whether to check inputs at run time (pixel range). XLA
       drops such checks inside compiled code.
-    name: name of the distribution (default: 'realnvp', 'nice' or 'glow',
-      after `coupling` and `step`, and not an explicit name: see `Flow`).
+    name: name of the distribution (default: 'realnvp', 'nice', 'nsf' or
+      'glow', after `coupling` and `step`, and not an explicit name: see
+      `Flow`).
 
   Returns:
     A `Flow` (a `tfd.TransformedDistribution`) with event shape
@@ -149,7 +165,10 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
   if conditional_prior and context is None:
     raise ValueError('conditional_prior needs a context: num_classes or '
                      'context_size.')
-  settings = dict(additive=coupling == 'additive', glow=step == 'glow',
+  spline = (dict(bins=spline_bins, bound=spline_bound)
+            if coupling == 'spline' else None)
+  settings = dict(additive=coupling == 'additive', spline=spline,
+                  glow=step == 'glow',
                   normalize_outputs=batch_norm_couplings, dtype=dtype,
                   network_dtype=network_dtype or dtype.name, context=context,
                   validate_args=validate_args, **(conditioner_options or {}))
@@ -179,10 +198,11 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
 
 
 def flow_name(coupling='affine', step='realnvp'):
-  """'realnvp', 'nice' or 'glow': the name of the flow these choices make."""
+  """'realnvp', 'nice', 'nsf' or 'glow': the name of the flow these choices
+  make."""
   if step == 'glow':
     return 'glow'
-  return 'nice' if coupling == 'additive' else 'realnvp'
+  return {'additive': 'nice', 'spline': 'nsf'}.get(coupling, 'realnvp')
 
 
 class Flow(transformed_distribution._TransformedDistribution):  # pylint: disable=protected-access
@@ -332,8 +352,9 @@ def context_of(flow):
 
 
 def couplings(flow):
-  """Every `AffineCoupling` inside `flow` (a distribution or bijector)."""
-  return [m for m in flow.submodules if isinstance(m, AffineCoupling)]
+  """Every coupling layer (`AffineCoupling`, `SplineCoupling`) inside `flow`
+  (a distribution or bijector)."""
+  return [m for m in flow.submodules if isinstance(m, Coupling)]
 
 
 def weight_scale_l2(flow):
@@ -365,17 +386,25 @@ def _diagonal_scaling(event_shape, dtype):
   return tfb.Scale(log_scale=log_scale)
 
 
-def _coupling(mask, conditioner_class, additive, glow, normalize_outputs,
-              dtype, network_dtype, context, validate_args, **network_kwargs):
-  """A coupling on `mask`, after actnorm and a 1x1 convolution if `glow`,
-  before a `BatchNorm` bijector if `normalize_outputs`; conditioned on
-  `context` unless it is `None`."""
+def _coupling(mask, conditioner_class, additive, spline, glow,
+              normalize_outputs, dtype, network_dtype, context, validate_args,
+              **network_kwargs):
+  """A coupling on `mask` (a `SplineCoupling` of `spline`'s `bins` and
+  `bound` unless it is `None`, else an `AffineCoupling`), after actnorm and
+  a 1x1 convolution if `glow`, before a `BatchNorm` bijector if
+  `normalize_outputs`; conditioned on `context` unless it is `None`."""
   channels = mask.shape[-1]
   conditioner = conditioner_class(
       channels, additive=additive, dtype=network_dtype,
-      context_features=context.features if context else 0, **network_kwargs)
-  step = [AffineCoupling(mask, conditioner, additive=additive,
-                         context=context, validate_args=validate_args)]
+      context_features=context.features if context else 0,
+      spline_bins=spline['bins'] if spline else 0, **network_kwargs)
+  if spline:
+    coupling = SplineCoupling(mask, conditioner, **spline, context=context,
+                              validate_args=validate_args)
+  else:
+    coupling = AffineCoupling(mask, conditioner, additive=additive,
+                              context=context, validate_args=validate_args)
+  step = [coupling]
   if glow:
     step = [ActNorm(channels, dtype=dtype, validate_args=validate_args),
             InvertibleConv1x1(channels, dtype=dtype,

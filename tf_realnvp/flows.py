@@ -11,6 +11,7 @@ takes (`FlowKind`); one it would ignore is refused.
 |-----------|----------------------------------------------|-----------------|----------------|
 | `realnvp` | affine couplings (Dinh et al. 2017)          | images, vectors | both           |
 | `nice`    | additive couplings (Dinh et al. 2015)        | images, vectors | both           |
+| `nsf`     | spline couplings (Durkan et al. 2019)        | images, vectors | both           |
 | `glow`    | actnorm, 1x1 mixing, coupling (Kingma 2018)  | images, vectors | both           |
 | `maf`     | masked autoregressive (Papamakarios 2017)    | vectors         | density        |
 | `iaf`     | inverse autoregressive (Kingma et al. 2016)  | vectors         | sampling       |
@@ -30,6 +31,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
+from tf_realnvp.bijectors import spline_coupling
 from tf_realnvp.distribution import RealNVP
 from tf_realnvp.distribution import from_data_to_latent
 
@@ -40,12 +42,17 @@ tfd = tfp.distributions
 def coupling_flow(dims, coupling='affine', step='realnvp', num_layers=8,
                   hidden_units=(128, 128), batch_norm_couplings=False,
                   num_classes=0, context_size=0, conditional_prior=False,
-                  dtype=tf.float32, network_dtype=None, validate_args=True):
-  """RealNVP, NICE or Glow on vectors: `tf_realnvp.RealNVP((dims,), ...)`.
+                  spline_bins=spline_coupling.BINS,
+                  spline_bound=spline_coupling.BOUND, dtype=tf.float32,
+                  network_dtype=None, validate_args=True):
+  """RealNVP, NICE, NSF or Glow on vectors: `tf_realnvp.RealNVP((dims,),
+  ...)`.
 
   `num_layers` couplings with alternating masks and MLP conditioners:
-  affine (`coupling='affine'`, RealNVP) or additive (`'additive'`, NICE,
-  volume preserving, followed by NICE's learned diagonal scaling). With
+  affine (`coupling='affine'`, RealNVP), additive (`'additive'`, NICE,
+  volume preserving, followed by NICE's learned diagonal scaling) or
+  rational-quadratic splines of `spline_bins` bins on `[-spline_bound,
+  spline_bound]` (`'spline'`, a neural spline flow). With
   `step='glow'` each coupling is preceded by `ActNorm` (data-initialized on
   the first `log_prob` batch) and `InvertibleConv1x1`, for vectors an
   invertible dense mixing that starts as a random rotation: Glow's step of
@@ -57,7 +64,9 @@ def coupling_flow(dims, coupling='affine', step='realnvp', num_layers=8,
 
   References: Dinh, Sohl-Dickstein, Bengio, Density estimation using Real
   NVP, ICLR 2017, https://arxiv.org/abs/1605.08803; Dinh, Krueger, Bengio,
-  NICE, ICLR 2015 workshop, https://arxiv.org/abs/1410.8516; Kingma,
+  NICE, ICLR 2015 workshop, https://arxiv.org/abs/1410.8516; Durkan,
+  Bekasov, Murray, Papamakarios, Neural Spline Flows, NeurIPS 2019,
+  https://arxiv.org/abs/1906.04032; Kingma,
   Dhariwal, Glow: Generative Flow with Invertible 1x1 Convolutions, NeurIPS
   2018, https://arxiv.org/abs/1807.03039.
   """
@@ -65,7 +74,8 @@ def coupling_flow(dims, coupling='affine', step='realnvp', num_layers=8,
                  hidden_units=hidden_units, coupling=coupling, step=step,
                  batch_norm_couplings=batch_norm_couplings,
                  num_classes=num_classes, context_size=context_size,
-                 conditional_prior=conditional_prior, dtype=dtype,
+                 conditional_prior=conditional_prior, spline_bins=spline_bins,
+                 spline_bound=spline_bound, dtype=dtype,
                  network_dtype=network_dtype, validate_args=validate_args)
 
 
@@ -187,19 +197,28 @@ _COUPLING_IMAGE_SETTINGS = ('num_scales', 'num_res_blocks', 'num_filters',
                             'validate_args') + _CONDITIONAL_SETTINGS
 
 
-def _coupling_kind(**choices):
-  """RealNVP (no `choices`), NICE or Glow: `RealNVP(coupling=, step=)`."""
+_SPLINE_SETTINGS = ('spline_bins', 'spline_bound')
+
+
+def _coupling_kind(vector_defaults=None, **choices):
+  """RealNVP (no `choices`), NICE, NSF or Glow: `RealNVP(coupling=, step=)`;
+  `vector_defaults` replace `coupling_flow`'s defaults for vectors."""
+  spline = _SPLINE_SETTINGS if choices.get('coupling') == 'spline' else ()
   return FlowKind(
-      vectors=functools.partial(coupling_flow, **choices),
-      vector_settings=_COUPLING_VECTOR_SETTINGS,
+      vectors=functools.partial(coupling_flow, **choices,
+                                **(vector_defaults or {})),
+      vector_settings=_COUPLING_VECTOR_SETTINGS + spline,
       images=functools.partial(RealNVP, **choices),
-      image_settings=_COUPLING_IMAGE_SETTINGS)
+      image_settings=_COUPLING_IMAGE_SETTINGS + spline)
 
 
 # Every kind of flow, for images and vectors: `make_flow` builds them.
 FLOWS = {
     'realnvp': _coupling_kind(),
     'nice': _coupling_kind(coupling='additive'),
+    # 4 couplings of 64x64 MLPs on vectors: BENCHMARKS.md, "2-D: 8gaussians".
+    'nsf': _coupling_kind(coupling='spline', vector_defaults=dict(
+        num_layers=4, hidden_units=(64, 64))),
     'maf': FlowKind(masked_autoregressive_flow,
                     ('num_layers', 'hidden_units', 'dtype')),
     'iaf': FlowKind(
@@ -214,16 +233,16 @@ def make_flow(kind, event_shape=(2,), **settings):
   """A flow of the given kind over vectors `(D,)` or images `(H, W, C)`.
 
   Args:
-    kind: one of `FLOWS`: 'realnvp', 'nice', 'maf', 'iaf', 'glow', 'ffjord';
-      images take 'realnvp', 'nice' and 'glow' (`tf_realnvp.RealNVP`'s
-      multi-scale architecture).
+    kind: one of `FLOWS`: 'realnvp', 'nice', 'nsf', 'maf', 'iaf', 'glow',
+      'ffjord'; images take 'realnvp', 'nice', 'nsf' and 'glow'
+      (`tf_realnvp.RealNVP`'s multi-scale architecture).
     event_shape: `(D,)` with `D >= 2`, or `(H, W, C)`.
     **settings: keyword arguments of the kind's builder, as listed by
       `FLOWS[kind].settings(event_shape)`: for vectors `num_layers`,
       `hidden_units`, `dtype`; for 'realnvp', 'nice' and 'glow' also
       `batch_norm_couplings`, `network_dtype`, `validate_args` and the
       conditional settings `num_classes`, `context_size`,
-      `conditional_prior`; for
+      `conditional_prior`; for 'nsf' also `spline_bins`, `spline_bound`; for
       'ffjord' `hidden_units`, `dtype`, `rtol`, `atol`; for images the
       arguments of `tf_realnvp.RealNVP` (`num_scales`, `num_res_blocks`,
       `num_filters`, ...).

@@ -286,7 +286,7 @@ def _keras_variables(flow):
     raise ValueError(
         f'{flow.name} holds Keras layers whose variables flow.variables does '
         f'not list ({", ".join(missing) or "a conditioner"}), so Keras could '
-        'not train them: expose them to tf.Module as AffineCoupling does '
+        'not train them: expose them to tf.Module as the couplings do '
         '(`_conditioner_variables`).')
   return result
 

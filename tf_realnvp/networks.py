@@ -2,10 +2,12 @@
 
 A conditioner maps the kept entries `b * x` of a coupling layer to
 `(shift, log_scale)` of the event's shape (Dinh et al., 2017, Sec. 3.3-3.4,
-4.1):
+4.1), or with `spline_bins=K` to the `3K - 1` raw parameters per entry of a
+`SplineCoupling` (Durkan et al., 2019):
 
 - the log-scale is `scale * tanh(h)` with a learned per-channel `scale`, so
-  `exp(s)` cannot blow up early in training;
+  `exp(s)` cannot blow up early in training (a spline's slopes are bounded
+  by its bins instead);
 - the last layer is a plain layer with zero weights, so every coupling
   starts as the identity;
 - hidden layers use weight normalization (Salimans & Kingma, 2016), whose
@@ -150,14 +152,21 @@ class ResidualBlock(keras.layers.Layer):
 
 
 class _Conditioner(keras.layers.Layer):
-  """Shared head: splits the last layer's output into `(shift, log_scale)`."""
+  """Shared head: the last layer's output as `(shift, log_scale)` for an
+  `AffineCoupling`, `(shift, None)` if `additive`, or `(raw,)` with
+  `3 * spline_bins - 1` raw spline parameters per entry for a
+  `SplineCoupling`."""
 
-  def __init__(self, channels, additive, context_features=0, **kwargs):
+  def __init__(self, channels, additive, context_features=0, spline_bins=0,
+               **kwargs):
     # The head runs in the variable dtype (float32 under a mixed policy):
     # shifts and log-scales need its precision (see the module docstring).
     super().__init__(autocast=False, **kwargs)
+    if additive and spline_bins:
+      raise ValueError('A conditioner is additive or for a spline, not both.')
     self.channels = channels
     self.additive = additive
+    self.spline_bins = spline_bins
     self.context_features = context_features
     self.context_embedding = None
 
@@ -193,7 +202,10 @@ class _Conditioner(keras.layers.Layer):
     # grows it by about fan-in times as much. On real photos the
     # weight-normalized head ended 1.0 bits/dim behind after 100 steps
     # (BENCHMARKS.md, "Learning per step").
-    units = self.channels * (1 if self.additive else 2)
+    if self.spline_bins:
+      units = self.channels * (3 * self.spline_bins - 1)
+    else:
+      units = self.channels * (1 if self.additive else 2)
     if kernel_size is None:
       self.head = keras.layers.Dense(
           units, kernel_initializer='zeros', dtype=self.variable_dtype,
@@ -202,12 +214,15 @@ class _Conditioner(keras.layers.Layer):
       self.head = keras.layers.Conv2D(
           units, kernel_size, padding='same', kernel_initializer='zeros',
           dtype=self.variable_dtype, name='head')
-    if not self.additive:
+    if not (self.additive or self.spline_bins):
       self.log_scale_factor = self.add_weight(
           name='log_scale_factor', shape=(self.channels,), initializer='ones')
 
-  def _shift_and_log_scale(self, features):
+  def _outputs(self, features):
     out = self.head(features)
+    if self.spline_bins:
+      return (ops.reshape(out, (-1, *out.shape[1:-1], self.channels,
+                                3 * self.spline_bins - 1)),)
     if self.additive:
       return out, None
     shift, raw = ops.split(out, 2, axis=-1)
@@ -243,6 +258,8 @@ class ResNetConditioner(_Conditioner):
     context_features: a conditional coupling's context features per
       example (0: none); `call(x, context)` adds their learned embedding to
       the stem's feature maps at every position.
+    spline_bins: K > 0: return the raw parameters of a `SplineCoupling` of
+      K bins instead of `(shift, log_scale)`.
     batch_norm: batch normalization before every ReLU (and of the input with
       `concat_relu_input`); see `tf_realnvp.mode`.
     concat_relu_input: whether the stem reads `relu(concat(x, -x))`.
@@ -280,12 +297,12 @@ class ResNetConditioner(_Conditioner):
     if self.skips is None:
       for block in self.blocks:
         h = block(h)
-      return self._shift_and_log_scale(self.output_activation(h))
+      return self._outputs(self.output_activation(h))
     total = self.skips[0](h)
     for block, skip in zip(self.blocks, self.skips[1:]):
       h = block(h)
       total = total + ops.cast(skip(h), total.dtype)
-    return self._shift_and_log_scale(self.output_activation(total))
+    return self._outputs(self.output_activation(total))
 
 
 class MLPConditioner(_Conditioner):
@@ -298,6 +315,8 @@ class MLPConditioner(_Conditioner):
     context_features: a conditional coupling's context features per
       example (0: none); `call(x, context)` adds their learned embedding to
       the first hidden layer before its ReLU.
+    spline_bins: K > 0: return the raw parameters of a `SplineCoupling` of
+      K bins instead of `(shift, log_scale)`.
   """
 
   def __init__(self, channels, hidden_units=(128, 128), additive=False,
@@ -314,4 +333,4 @@ class MLPConditioner(_Conditioner):
     h = ops.relu(self._add_context(self.hidden[0](x), context))
     for layer in self.hidden[1:]:
       h = ops.relu(layer(h))
-    return self._shift_and_log_scale(h)
+    return self._outputs(h)

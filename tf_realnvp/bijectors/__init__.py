@@ -20,10 +20,11 @@ from tf_realnvp.bijectors.masks import alternating_mask
 from tf_realnvp.bijectors.masks import channel_mask
 from tf_realnvp.bijectors.masks import checkerboard_mask
 from tf_realnvp.bijectors.one_pass import OnePassBijector
+from tf_realnvp.bijectors.spline_coupling import SplineCoupling
 from tf_realnvp.bijectors.squeeze import Squeeze
 
 __all__ = [
     'ActNorm', 'AffineCoupling', 'BatchNorm', 'FactorOut', 'InvertibleConv1x1',
-    'LogitPreprocessing', 'OnePassBijector',
+    'LogitPreprocessing', 'OnePassBijector', 'SplineCoupling',
     'Squeeze', 'alternating_mask', 'channel_mask', 'checkerboard_mask',
 ]
