@@ -331,8 +331,8 @@ def test_unusable_event_shapes_are_rejected(event_shape, num_scales, message):
 def test_unusable_settings_are_rejected():
   with pytest.raises(TypeError, match='floating.*int32'):
     tf_realnvp.RealNVP((2,), dtype=tf.int32)
-  with pytest.raises(ValueError, match="coupling.*'spline'"):
-    tf_realnvp.RealNVP((2,), coupling='spline')
+  with pytest.raises(ValueError, match="coupling.*'quadratic'"):
+    tf_realnvp.RealNVP((2,), coupling='quadratic')
   with pytest.raises(ValueError, match="step.*'maf'"):
     tf_realnvp.RealNVP((2,), step='maf')
   with pytest.raises(ValueError, match='temperature'):

@@ -236,7 +236,7 @@ def test_skip_outputs_sum_a_1x1_convolution_of_every_block():
     h = block(h)
     total += skip(h)
   np.testing.assert_allclose(
-      net(x)[0], net._shift_and_log_scale(tf.nn.relu(total))[0], atol=1e-5)
+      net(x)[0], net._outputs(tf.nn.relu(total))[0], atol=1e-5)
 
 
 def test_concat_relu_input_feeds_both_signs_to_the_stem():
@@ -248,4 +248,4 @@ def test_concat_relu_input_feeds_both_signs_to_the_stem():
   for block in net.blocks:
     h = block(h)
   np.testing.assert_allclose(
-      net(x)[1], net._shift_and_log_scale(tf.nn.relu(h))[1], atol=1e-5)
+      net(x)[1], net._outputs(tf.nn.relu(h))[1], atol=1e-5)
