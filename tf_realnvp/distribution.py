@@ -7,6 +7,7 @@ from tensorflow_probability.python.distributions import transformed_distribution
 
 from tf_realnvp import networks
 from tf_realnvp.bijectors import masks
+from tf_realnvp.bijectors import spline_coupling
 from tf_realnvp.bijectors.actnorm import ActNorm
 from tf_realnvp.bijectors.affine_coupling import AffineCoupling
 from tf_realnvp.bijectors.batch_norm import BatchNorm
@@ -19,7 +20,6 @@ from tf_realnvp.bijectors.coupling import Coupling
 from tf_realnvp.bijectors.factor_out import FactorOut
 from tf_realnvp.bijectors.invertible_conv import InvertibleConv1x1
 from tf_realnvp.bijectors.logit import LogitPreprocessing
-from tf_realnvp.bijectors import spline_coupling
 from tf_realnvp.bijectors.spline_coupling import SplineCoupling
 from tf_realnvp.bijectors.squeeze import Squeeze
 

@@ -239,7 +239,7 @@ def make_flow(kind, event_shape=(2,), **settings):
     event_shape: `(D,)` with `D >= 2`, or `(H, W, C)`.
     **settings: keyword arguments of the kind's builder, as listed by
       `FLOWS[kind].settings(event_shape)`: for vectors `num_layers`,
-      `hidden_units`, `dtype`; for 'realnvp', 'nice' and 'glow' also
+      `hidden_units`, `dtype`; for 'realnvp', 'nice', 'nsf' and 'glow' also
       `batch_norm_couplings`, `network_dtype`, `validate_args` and the
       conditional settings `num_classes`, `context_size`,
       `conditional_prior`; for 'nsf' also `spline_bins`, `spline_bound`; for

@@ -6,8 +6,8 @@ A conditioner maps the kept entries `b * x` of a coupling layer to
 `SplineCoupling` (Durkan et al., 2019):
 
 - the log-scale is `scale * tanh(h)` with a learned per-channel `scale`, so
-  `exp(s)` cannot blow up early in training (a spline's slopes are bounded
-  by its bins instead);
+  `exp(s)` cannot blow up early in training (a spline maps its interval
+  onto itself, so its outputs stay bounded);
 - the last layer is a plain layer with zero weights, so every coupling
   starts as the identity;
 - hidden layers use weight normalization (Salimans & Kingma, 2016), whose
