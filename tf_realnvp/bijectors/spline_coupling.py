@@ -133,8 +133,8 @@ class SplineCoupling(Coupling):
     the inverse solves the quadratic in `xi` with the root that lies in
     [0, 1]. One pass: TFP's `tfb.RationalQuadraticSpline` computes the
     same (the tests compare the two) but searches the bins again for the
-    log-det, and took 5x as long to trace and 2.2x as long per training
-    step of the default 2-D flow.
+    log-det, and its first training step (the trace) of a flow of 4 such
+    couplings took 9.9 s against 2.9 s here.
     """
     xs, ys, ds = knots
     inside = tf.abs(value) < self._bound
