@@ -412,6 +412,10 @@ def test_other_flows_train_and_stay_exact_bijections(tmp_path, flow):
      'batch_norm=networks does not apply to nsf on moons.*couplings'),
     (dict(flow='maf', batch_norm='couplings'),
      'batch_norm=couplings does not apply to maf'),
+    (dict(spline_bins=1), 'spline_bins must be at least 2, got 1'),
+    (dict(spline_bound=0.), 'spline_bound must be positive'),
+    (dict(flow='realnvp', spline_bins=8),
+     'spline_bins does not apply to realnvp on moons'),
 ])
 def test_unusable_settings_are_rejected_before_any_data(tmp_path, change,
                                                         message):
