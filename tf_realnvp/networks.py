@@ -34,6 +34,7 @@ from keras import ops
 import tensorflow as tf
 
 from tf_realnvp import mode
+from tf_realnvp.bijectors import spline_coupling
 
 
 class WeightNormDense(keras.layers.Layer):
@@ -203,7 +204,8 @@ class _Conditioner(keras.layers.Layer):
     # weight-normalized head ended 1.0 bits/dim behind after 100 steps
     # (BENCHMARKS.md, "Learning per step").
     if self.spline_bins:
-      units = self.channels * (3 * self.spline_bins - 1)
+      units = self.channels * spline_coupling.parameters_per_entry(
+          self.spline_bins)
     else:
       units = self.channels * (1 if self.additive else 2)
     if kernel_size is None:
@@ -222,7 +224,7 @@ class _Conditioner(keras.layers.Layer):
     out = self.head(features)
     if self.spline_bins:
       return (ops.reshape(out, (-1, *out.shape[1:-1], self.channels,
-                                3 * self.spline_bins - 1)),)
+                                out.shape[-1] // self.channels)),)
     if self.additive:
       return out, None
     shift, raw = ops.split(out, 2, axis=-1)

@@ -13,6 +13,12 @@ BINS = 8
 BOUND = 6.
 
 
+def parameters_per_entry(bins):
+  """Raw parameters of one entry's spline of `bins` bins: `bins` widths,
+  `bins` heights and `bins - 1` inner knot slopes."""
+  return 3 * bins - 1
+
+
 class SplineCoupling(Coupling):
   """Spline coupling `y = b*x + (1-b)*g(x; net(b*x))`, `g` a monotone spline.
 
@@ -91,16 +97,16 @@ class SplineCoupling(Coupling):
 
   def _coupling_parameters(self, outputs):
     (raw,) = outputs
-    if raw.shape[-1] != 3 * self._bins - 1:
+    if raw.shape[-1] != parameters_per_entry(self._bins):
       raise ValueError(
           f'{self.name}: a spline of {self._bins} bins needs '
-          f'{3 * self._bins - 1} parameters per entry, the conditioner '
-          f'returned {raw.shape[-1]}.')
+          f'{parameters_per_entry(self._bins)} parameters per entry, the '
+          f'conditioner returned {raw.shape[-1]}.')
     return [raw]
 
   @property
   def _coupling_parameter_shapes(self):
-    return [(3 * self._bins - 1,)]
+    return [(parameters_per_entry(self._bins),)]
 
   def _knots(self, kept, dtype, conditional_input):
     """Knot positions `xs`, `ys` and derivatives `ds`, each `[..., K + 1]`,
@@ -138,7 +144,7 @@ class SplineCoupling(Coupling):
     """
     xs, ys, ds = knots
     inside = tf.abs(value) < self._bound
-    start, end = (ys, xs) if inverse else (xs, ys)
+    start = ys if inverse else xs
     index = tf.reduce_sum(tf.cast(value[..., None] >= start[..., 1:-1],
                                   tf.int32), axis=-1)
     in_bin = tf.one_hot(index, self._bins, dtype=value.dtype)
@@ -157,20 +163,20 @@ class SplineCoupling(Coupling):
       b = height * d_k - dy * curvature
       c = -slope * dy
       xi = 2. * c / (-b - tf.sqrt(tf.maximum(b * b - 4. * a * c, 0.)))
-      result = x_k + xi * width
     else:
       xi = tf.clip_by_value((value - x_k) / width, 0., 1.)
-      t = xi * (1. - xi)
-      result = y_k + height * (slope * xi * xi + d_k * t) / (
-          slope + curvature * t)
     t = xi * (1. - xi)
+    denominator = slope + curvature * t
     log_derivative = (
         2. * tf.math.log(slope)
         + tf.math.log(d_next * xi * xi + 2. * slope * t
                       + d_k * (1. - xi) ** 2)
-        - 2. * tf.math.log(slope + curvature * t))
+        - 2. * tf.math.log(denominator))
     if inverse:
+      result = x_k + xi * width
       log_derivative = -log_derivative
+    else:
+      result = y_k + height * (slope * xi * xi + d_k * t) / denominator
     return (tf.where(inside, result, value),
             tf.where(inside, log_derivative, tf.zeros_like(value)))
 
