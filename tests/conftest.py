@@ -1,5 +1,5 @@
 """Test settings: quiet TensorFlow; two logical CPUs; the entry scripts
-importable from tests."""
+importable from tests; every test starts from the same random state."""
 
 import os
 import sys
@@ -9,6 +9,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
 
+import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -29,3 +30,14 @@ def two_replicas():
   started"), so the tests share this one.
   """
   return tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+
+
+@pytest.fixture(autouse=True)
+def same_random_state():
+  """Seeds Python, NumPy, TensorFlow and Keras before each test.
+
+  Weights drawn from the global random state then do not depend on which
+  tests ran before in the same worker, so a test passes or fails the same
+  way in any order.
+  """
+  keras.utils.set_random_seed(0)
