@@ -193,7 +193,6 @@ def test_fit_under_two_replicas_takes_the_one_device_step(two_replicas):
 
 def test_maf_training_keeps_the_autoregressive_masks():
   """MADE's masks are `tf_keras` kernel constraints: Keras must apply them."""
-  keras.utils.set_random_seed(0)
   model = FlowModel(kind='maf', event_shape=(3,),
                     settings=dict(num_layers=1, hidden_units=[8]))
   assert any(w.constraint is not None for w in model.trainable_weights)

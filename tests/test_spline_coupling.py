@@ -90,7 +90,6 @@ def test_settings_are_checked():
 def test_neural_spline_flow_is_a_density():
   """`make_flow('nsf')` on 2-D: a density that integrates to 1 over a grid
   (perturbed weights, so not the base Normal) and samples it inverts."""
-  tf.keras.utils.set_random_seed(0)
   flow = tf_realnvp.make_flow('nsf', (2,), num_layers=2, hidden_units=(8,),
                               spline_bins=4, spline_bound=3.)
   bijector_checks.perturb(flow, scale=0.2)
@@ -137,7 +136,6 @@ def test_an_image_flow_of_spline_couplings_samples_what_it_scores():
   """`RealNVP(coupling='spline')` on images: the multi-scale architecture
   with spline couplings; `log_prob` of its own samples is finite and
   decode(encode(x)) = x."""
-  tf.keras.utils.set_random_seed(0)
   flow = tf_realnvp.RealNVP((8, 8, 3), coupling='spline', num_scales=2,
                             num_res_blocks=1, num_filters=4, spline_bins=4)
   bijector_checks.perturb(flow, scale=0.05)
