@@ -22,7 +22,7 @@ from absl import app
 from absl import flags
 
 from tf_realnvp import evaluation
-from tf_realnvp import experiment as experiment_lib
+from tf_realnvp.config import experiment as experiment_lib
 from tf_realnvp import image_sources
 
 flags.DEFINE_string('model_dir', None, 'The --model_dir of a training run.')

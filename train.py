@@ -23,10 +23,10 @@ from absl import app
 from absl import flags
 
 from tf_realnvp import config as config_lib
-from tf_realnvp import experiment as experiment_lib
+from tf_realnvp.config import experiment as experiment_lib
 from tf_realnvp import image_sources
-from tf_realnvp import model_dir
-from tf_realnvp import trainer
+from tf_realnvp.config import run_dir
+from tf_realnvp import training
 
 # Exit codes: 0 done, 1 a problem with the data or the run directory, or a
 # diverged run; 2 a setting that cannot work; 130 stopped by a signal, with a
@@ -81,7 +81,7 @@ def parse_flags(argv):
 def main(argv):
   del argv
   experiment = experiment_lib.resolve(config_from_flags())
-  result = trainer.train_and_evaluate(experiment)
+  result = training.train_and_evaluate(experiment)
   print(' '.join(f'{k}={v}' for k, v in result.items()))
 
 
@@ -89,11 +89,11 @@ if __name__ == '__main__':
   define_flags()
   app.run(console.exit_on_errors(main, {
       experiment_lib.ConfigError: USAGE_ERROR,
-      trainer.TrainingInterrupted: INTERRUPTED,
+      training.TrainingInterrupted: INTERRUPTED,
       image_sources.DatasetUnavailableError: 1,
       image_sources.DataError: 1,
-      model_dir.ModelDirBusyError: 1,
-      model_dir.NoIntactCheckpointError: 1,
-      model_dir.SaveError: 1,
-      trainer.TrainingDivergedError: 1,
+      run_dir.ModelDirBusyError: 1,
+      run_dir.NoIntactCheckpointError: 1,
+      run_dir.SaveError: 1,
+      training.TrainingDivergedError: 1,
   }), argv=ARGV, flags_parser=parse_flags)

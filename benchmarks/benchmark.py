@@ -45,7 +45,7 @@ from benchmarks import flops
 from benchmarks import hardware
 from benchmarks import models
 from benchmarks import report
-from tf_realnvp import optimizers
+from tf_realnvp.training import optimizers
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('out_dir', 'benchmark_results',

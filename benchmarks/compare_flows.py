@@ -41,6 +41,7 @@ from absl import flags
 from absl import logging
 import keras
 import matplotlib
+
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
@@ -48,10 +49,10 @@ import tensorflow as tf
 
 from tf_realnvp import config
 from tf_realnvp import evaluation
-from tf_realnvp import experiment
 from tf_realnvp import flows
 from tf_realnvp import input_pipeline
-from tf_realnvp import trainer
+from tf_realnvp import training
+from tf_realnvp.config import experiment
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('flows', list(flows.FLOWS),
@@ -104,7 +105,7 @@ def train(kind, dataset, model_dir, seed, **overrides):
   once = run.total_steps()  # One evaluation and checkpoint, at the end.
   run = experiment.resolve(config.Config(
       **settings, eval_every=once, checkpoint_every=once))
-  result = trainer.train_and_evaluate(run)
+  result = training.train_and_evaluate(run)
   _, flow, _ = evaluation.restore_flow(model_dir)
   return run.config, result, flow
 

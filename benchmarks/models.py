@@ -8,10 +8,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
+from benchmarks import flops
 import tf_realnvp
 from tf_realnvp import config
-from tf_realnvp import objective
-from benchmarks import flops
+from tf_realnvp.flows import objective
 
 tfb = tfp.bijectors
 tfd = tfp.distributions

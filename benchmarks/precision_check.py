@@ -47,7 +47,7 @@ from benchmarks import hardware
 from benchmarks import models
 from benchmarks import photo_patches
 import tf_realnvp
-from tf_realnvp import objective
+from tf_realnvp.flows import objective
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum('model', 'cifar10', list(models.ARCHITECTURES),

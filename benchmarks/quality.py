@@ -44,9 +44,9 @@ import tensorflow as tf
 from benchmarks import hardware
 from benchmarks import photo_patches
 import tf_realnvp
-from tf_realnvp import objective
-from tf_realnvp import optimizers
-from tf_realnvp import trainer
+from tf_realnvp import training
+from tf_realnvp.flows import objective
+from tf_realnvp.training import optimizers
 
 # Our configurations: `tf_realnvp.RealNVP` keyword arguments beyond the
 # architecture flags, and the training recipe (`recipe_defaults`' keys).
@@ -152,7 +152,7 @@ def train_ours(config, seed, train, test):
         ema_decay=recipe['ema_decay'])
     optimizer.build(flow.trainable_variables)
     optimizers.start_averages(optimizer, flow.trainable_variables)
-    steps = trainer.Steps(flow, optimizer, strategy, FLAGS.batch_size,
+    steps = training.Steps(flow, optimizer, strategy, FLAGS.batch_size,
                           recipe['l2'], recipe['clip_norm'], jit=False)
   iterator = iter(tf.data.Dataset.from_tensor_slices(train))
   log_prob = tf.function(flow.log_prob)

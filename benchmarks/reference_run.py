@@ -65,8 +65,9 @@ def logit_of_dequantized(self, y):
 def main():
   args = parse_args()
   sys.path.insert(0, args.reference_dir)
+  from models import RealNVP  # pylint: disable=import-outside-toplevel
+  from models import RealNVPLoss
   import util  # pylint: disable=import-outside-toplevel
-  from models import RealNVP, RealNVPLoss  # pylint: disable=import-outside-toplevel
 
   if args.threads:
     torch.set_num_threads(args.threads)

@@ -2,15 +2,13 @@
 
 import re
 
+import bijector_checks
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tf_realnvp import bijectors
 from tf_realnvp import networks
-
-import bijector_checks
-
 
 MASKS = {
     'checkerboard_even': bijectors.checkerboard_mask(4, 4, 2, parity=0),

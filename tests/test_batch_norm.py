@@ -3,6 +3,7 @@
 import contextlib
 import functools
 
+import bijector_checks
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,8 +12,6 @@ import tensorflow_probability as tfp
 from tf_realnvp import bijectors
 from tf_realnvp import mode
 from tf_realnvp.bijectors.batch_norm import BatchNorm
-
-import bijector_checks
 
 tfb = tfp.bijectors
 tfd = tfp.distributions

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tf_realnvp
 from benchmarks import flops
 from benchmarks import models
 from benchmarks import photo_patches
+import tf_realnvp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHASES = ('sample', 'log_prob', 'train')

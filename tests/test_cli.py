@@ -12,8 +12,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tf_realnvp import config as config_lib
-from tf_realnvp import experiment
-from tf_realnvp import trainer
+from tf_realnvp import training
+from tf_realnvp.config import experiment
+from tf_realnvp.config import presets
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A line of TensorFlow's C++ logging ("I0000 00:00:17... port.cc:153] ...")
@@ -68,16 +69,16 @@ def test_the_headline_command_trains_for_the_default_length(
   config = config_lib.Config(dataset='cifar10', model_dir=str(tmp_path),
                              num_res_blocks=1, num_filters=4)
   steps_taken = []
-  take_step = trainer.Training._train_step
+  take_step = training.Training._advance
 
   def one_step_then_ctrl_c(self):
-    steps_taken.append(self.num_steps)
+    steps_taken.append(self.total_steps)
     os.kill(os.getpid(), signal.SIGINT)  # The run stops after this step.
     return take_step(self)
-  monkeypatch.setattr(trainer.Training, '_train_step', one_step_then_ctrl_c)
-  with tfds.testing.mock_data(num_examples=2 * experiment.IMAGE_BATCH_SIZE):
-    with pytest.raises(trainer.TrainingInterrupted, match='SIGINT at step 1'):
-      trainer.train_and_evaluate(experiment.resolve(config))
+  monkeypatch.setattr(training.Training, '_advance', one_step_then_ctrl_c)
+  with tfds.testing.mock_data(num_examples=2 * presets.IMAGE_DEFAULTS['batch_size']):
+    with pytest.raises(training.TrainingInterrupted, match='SIGINT at step 1'):
+      training.train_and_evaluate(experiment.resolve(config))
   assert steps_taken == [100 * 2]  # 100 epochs of 2 batches.
   saved = json.loads((tmp_path / 'config.json').read_text())
   assert (saved['epochs'], saved['batch_size']) == (100, 64)

@@ -2,6 +2,7 @@
 
 import os
 
+import bijector_checks
 import keras
 import numpy as np
 import pytest
@@ -13,13 +14,11 @@ import tf_realnvp
 from tf_realnvp import bijectors
 from tf_realnvp import config as config_lib
 from tf_realnvp import evaluation
-from tf_realnvp import experiment
 from tf_realnvp import networks
-from tf_realnvp import trainer
+from tf_realnvp import training
 from tf_realnvp.bijectors.conditional_prior import ConditionalPrior
 from tf_realnvp.bijectors.context import Context
-
-import bijector_checks
+from tf_realnvp.config import experiment
 
 
 def kwargs(context):
@@ -320,10 +319,10 @@ def test_a_conditional_run_beats_the_unconditional_one_and_serves_labels(
                 num_coupling_layers=4, hidden_units=(64, 64), eval_every=300,
                 checkpoint_every=300, learning_rate=3e-3, warmup_steps=0,
                 lr_decay='none', seed=0)
-  conditional = trainer.train_and_evaluate(experiment.resolve(
+  conditional = training.train_and_evaluate(experiment.resolve(
       config_lib.Config(model_dir=str(tmp_path / 'conditional'),
                         conditional=True, **common)))
-  unconditional = trainer.train_and_evaluate(experiment.resolve(
+  unconditional = training.train_and_evaluate(experiment.resolve(
       config_lib.Config(model_dir=str(tmp_path / 'plain'), export=False,
                         **common)))
   # Knowing which Gaussian is worth up to log 8 = 2.08 nats.
@@ -357,7 +356,7 @@ def test_a_conditional_image_run_draws_a_row_per_class(tmp_path):
         dataset='mnist', conditional=True, model_dir=str(tmp_path / 'run'),
         num_scales=1, num_res_blocks=1, num_filters=4, batch_size=4,
         train_steps=2, eval_batches=1)
-    result = trainer.train_and_evaluate(experiment.resolve(config))
+    result = training.train_and_evaluate(experiment.resolve(config))
     evaluated = evaluation.evaluate(str(tmp_path / 'run'), eval_batches=1)
   assert np.isfinite(result['test_bits_per_dim'])
   np.testing.assert_allclose(evaluated['test_bits_per_dim'],

@@ -167,10 +167,10 @@ console.quiet({verbosity})
 from absl import logging
 import tensorflow as tf
 import tf_realnvp
-from tf_realnvp import export
+from tf_realnvp.serving import saved_model
 flow = tf_realnvp.make_flow('realnvp')
 print('log_prob', flow.log_prob(tf.zeros([3, 2])).numpy())
-export.export_saved_model(flow, sys.argv[1])
+saved_model.export_saved_model(flow, sys.argv[1])
 logging.warning('a warning of ours')
 """
 

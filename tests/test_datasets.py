@@ -10,13 +10,13 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tests.test_cli import run
 from tf_realnvp import config as config_lib
 from tf_realnvp import evaluation
-from tf_realnvp import experiment
 from tf_realnvp import image_sources
 from tf_realnvp import input_pipeline
-from tf_realnvp import trainer
-from tests.test_cli import run
+from tf_realnvp import training
+from tf_realnvp.config import experiment
 
 # The smallest run that trains and evaluates an image model.
 TINY = dict(num_scales=1, num_res_blocks=1, num_filters=4, batch_size=4,
@@ -33,7 +33,7 @@ def take(dataset, num_batches):
 def train(tmp_path, **settings):
   config = config_lib.Config(model_dir=str(tmp_path / 'run'),
                              **{**TINY, **settings})
-  return trainer.train_and_evaluate(experiment.resolve(config))
+  return training.train_and_evaluate(experiment.resolve(config))
 
 
 def final_weights(model_dir):

@@ -3,6 +3,7 @@
 import math
 import re
 
+import bijector_checks
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,8 +12,6 @@ import tensorflow_probability as tfp
 import tf_realnvp
 from tf_realnvp import bijectors
 from tf_realnvp import mode
-
-import bijector_checks
 
 tfb = tfp.bijectors
 

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import tf_realnvp
-from tf_realnvp import export
+from tf_realnvp.serving import saved_model
 
 # The serving signatures: {key: [input names, output names]}, as TF Serving
 # and saved_model_cli see them.
@@ -132,7 +132,7 @@ def test_reloaded_model_matches_live_flow_without_the_package(event_shape,
   saved_model_cli, agree with the live flow."""
   flow = perturbed(tf_realnvp.RealNVP(event_shape, num_res_blocks=1,
                                       num_filters=8, hidden_units=(16,)))
-  export_dir = export.export_saved_model(flow, str(tmp_path / 'model'))
+  export_dir = saved_model.export_saved_model(flow, str(tmp_path / 'model'))
   image = len(event_shape) == 3
   low, high = (0., 256.) if image else (-3., 3.)
   rng = np.random.RandomState(1)
@@ -152,7 +152,7 @@ def test_reloaded_model_matches_live_flow_without_the_package(event_shape,
     assert shown_signatures(facts['show']) == SIGNATURES
     assert 'Result for output key log_prob:' in facts['run']
     np.testing.assert_allclose(got['cli_log_prob'], live_log_prob, rtol=1e-5)
-  live_samples = export.ExportedFlow(flow).sample_with_temperature(
+  live_samples = saved_model.ExportedFlow(flow).sample_with_temperature(
       4, 0.7, tf.constant([1, 2]))
   for key in ('samples', 'samples_signature'):
     np.testing.assert_allclose(got[key], live_samples, rtol=1e-5, atol=1e-4,
@@ -173,7 +173,7 @@ def test_reloaded_model_matches_live_flow_without_the_package(event_shape,
 def test_failed_export_keeps_the_previous_one(tmp_path, monkeypatch):
   flow = tf_realnvp.RealNVP((2,), num_coupling_layers=2, hidden_units=(8,))
   export_dir = str(tmp_path / 'model')
-  export.export_saved_model(flow, export_dir)
+  saved_model.export_saved_model(flow, export_dir)
   before = sorted(os.listdir(export_dir))
   save = tf.saved_model.save
 
@@ -182,7 +182,7 @@ def test_failed_export_keeps_the_previous_one(tmp_path, monkeypatch):
     raise KeyboardInterrupt('interrupted while exporting')
   monkeypatch.setattr(tf.saved_model, 'save', save_then_fail)
   with pytest.raises(KeyboardInterrupt):
-    export.export_saved_model(flow, export_dir)
+    saved_model.export_saved_model(flow, export_dir)
   assert sorted(os.listdir(export_dir)) == before
   assert os.listdir(tmp_path) == ['model']  # no temporary directory left
   tf.saved_model.load(export_dir)
@@ -193,7 +193,7 @@ def test_export_replaces_an_older_one(tmp_path):
   for layers in (2, 4):
     flow = tf_realnvp.RealNVP((2,), num_coupling_layers=layers,
                               hidden_units=(8,))
-    export.export_saved_model(flow, export_dir)
+    saved_model.export_saved_model(flow, export_dir)
   saved = [name for name, _ in tf.train.list_variables(
       os.path.join(export_dir, 'variables', 'variables'))
            if name != '_CHECKPOINTABLE_OBJECT_GRAPH']
@@ -210,7 +210,7 @@ def reloaded(tmp_path_factory):
     flow = perturbed(tf_realnvp.RealNVP(
         event_shape, num_res_blocks=1, num_filters=8, hidden_units=(16,),
         validate_args=False))  # As the trainer builds it.
-    path = export.export_saved_model(
+    path = saved_model.export_saved_model(
         flow, str(tmp_path_factory.mktemp(kind) / 'model'))
     models[kind] = tf.saved_model.load(path)
   return models
@@ -317,7 +317,7 @@ def test_export_removes_leftovers_of_dead_processes_only(tmp_path):
     for path in stale + kept:
       os.makedirs(os.path.join(path, 'variables'))
     flow = tf_realnvp.RealNVP((2,), num_coupling_layers=2, hidden_units=(8,))
-    export.export_saved_model(flow, export_dir)
+    saved_model.export_saved_model(flow, export_dir)
     assert sorted(os.listdir(tmp_path)) == sorted(
         ['model'] + [os.path.basename(path) for path in kept])
   finally:
@@ -356,7 +356,7 @@ def test_a_conditional_export_takes_labels_without_the_package(tmp_path):
   flow = perturbed(tf_realnvp.RealNVP((2,), num_coupling_layers=2,
                                       hidden_units=(8,), num_classes=3,
                                       conditional_prior=True))
-  export_dir = export.export_saved_model(flow, str(tmp_path / 'model'))
+  export_dir = saved_model.export_saved_model(flow, str(tmp_path / 'model'))
   x = np.array([[0.5, -1.], [2., 0.3]], np.float32)
   labels = np.array([2, 0], np.int32)
   np.save(tmp_path / 'x.npy', x)
@@ -372,7 +372,7 @@ def test_a_conditional_export_takes_labels_without_the_package(tmp_path):
   live = flow.log_prob(x, bijector_kwargs={'conditional_input': labels})
   np.testing.assert_allclose(facts['log_prob'], live, rtol=1e-5)
   np.testing.assert_allclose(facts['round_trip'], x, atol=1e-5)
-  live_samples = export.ExportedFlow(flow).sample_with_temperature(
+  live_samples = saved_model.ExportedFlow(flow).sample_with_temperature(
       5, 0.5, [1, 2], 2)
   np.testing.assert_allclose(facts['samples'], live_samples, rtol=1e-5)
   assert facts['num_classes'] == 3

@@ -1,13 +1,12 @@
 """FactorOut: half goes to the latent, the inner bijector maps the rest."""
 
+import bijector_checks
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tf_realnvp import bijectors
-
-import bijector_checks
 
 tfb = tfp.bijectors
 

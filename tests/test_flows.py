@@ -3,6 +3,7 @@
 import json
 import math
 
+import bijector_checks
 import keras
 import numpy as np
 import pytest
@@ -11,11 +12,9 @@ import tensorflow_probability as tfp
 
 from benchmarks import compare_flows
 import tf_realnvp
-from tf_realnvp import export
 from tf_realnvp import flows
 from tf_realnvp.bijectors.actnorm import ActNorm
-
-import bijector_checks
+from tf_realnvp.serving import saved_model
 
 # Small flows, float64 so the checks can be tight; FFJORD's solver tolerances
 # bound how well its two directions agree.
@@ -169,7 +168,7 @@ def test_saved_model_gives_the_flows_log_prob_and_samples(kind, tmp_path):
   x = tf.random.stateless_normal((5, 2), [2, 3])
   log_prob = flow.log_prob(x)
   reloaded = tf.saved_model.load(
-      export.export_saved_model(flow, str(tmp_path / kind)))
+      saved_model.export_saved_model(flow, str(tmp_path / kind)))
   np.testing.assert_allclose(reloaded.log_prob(x), log_prob, rtol=1e-6)
   np.testing.assert_allclose(
       reloaded.sample_with_temperature(4, 1., [5, 6]),

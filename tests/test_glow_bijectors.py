@@ -2,6 +2,7 @@
 
 import functools
 
+import bijector_checks
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,8 +12,6 @@ from tf_realnvp import bijectors
 from tf_realnvp.bijectors.actnorm import ActNorm
 from tf_realnvp.bijectors.actnorm import VARIANCE_FLOOR
 from tf_realnvp.bijectors.invertible_conv import InvertibleConv1x1
-
-import bijector_checks
 
 tfb = tfp.bijectors
 

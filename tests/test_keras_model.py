@@ -10,7 +10,7 @@ import tensorflow_probability as tfp
 
 import tf_realnvp
 from tf_realnvp import FlowModel
-from tf_realnvp import objective
+from tf_realnvp.flows import objective
 
 tfb = tfp.bijectors
 tfd = tfp.distributions

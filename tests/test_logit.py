@@ -1,12 +1,11 @@
 """LogitPreprocessing: the blog's eq. 15-16, its support and its checks."""
 
+import bijector_checks
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tf_realnvp import bijectors
-
-import bijector_checks
 
 
 class TestLogitProperties(bijector_checks.BijectorProperties):

@@ -14,8 +14,9 @@ import tensorflow as tf
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_SCRIPT = """
 import json, sys
-from tf_realnvp import config as config_lib, experiment, trainer
-print(json.dumps(trainer.train_and_evaluate(experiment.resolve(
+from tf_realnvp import config as config_lib, training
+from tf_realnvp.config import experiment
+print(json.dumps(training.train_and_evaluate(experiment.resolve(
     config_lib.Config(**json.loads(sys.argv[1]))))))
 """
 

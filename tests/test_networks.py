@@ -4,14 +4,13 @@ import os
 import subprocess
 import sys
 
+import bijector_checks
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tf_realnvp import mode
 from tf_realnvp import networks
-
-import bijector_checks
 
 CONDITIONERS = {
     'resnet': (lambda **kwargs: networks.ResNetConditioner(

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tf_realnvp
-from tf_realnvp import objective
-from tf_realnvp import optimizers
-from tf_realnvp import trainer
 from benchmarks import models
+import tf_realnvp
+from tf_realnvp import training
+from tf_realnvp.flows import objective
+from tf_realnvp.training import optimizers
 
 
 def test_loss_of_an_identity_flow_is_the_normal_nll_per_dim_plus_the_penalty():
@@ -58,9 +58,9 @@ def test_the_trainer_and_the_benchmarks_train_on_the_one_objective(
     flow = tf_realnvp.RealNVP((2,), num_coupling_layers=2, hidden_units=(4,))
     optimizer = optimizers.make_optimizer(1e-3)
     optimizer.build(flow.trainable_variables)
-    steps = trainer.Steps(flow, optimizer, strategy, 8, l2=5e-5,
+    steps = training.TrainStep(flow, optimizer, strategy, 8, l2=5e-5,
                           clip_norm=100., jit=False)
-  steps.train_step(iter(tf.data.Dataset.from_tensors(tf.ones([8, 2]))))
+  steps(iter(tf.data.Dataset.from_tensors(tf.ones([8, 2]))))
   assert loss_calls == [flow]
 
   image_flow = models.realnvp((4, 4, 3), 'tiny', 'float32')

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_realnvp import optimizers
+from tf_realnvp.training import optimizers
 
 SHAPES = [(3, 3, 4, 5), (5,), ()]
 

@@ -1,6 +1,7 @@
 """SplineCoupling: bijector properties for every mask, inside and outside the
 spline's interval; the identity at initialization; the neural spline flow."""
 
+import bijector_checks
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,8 +10,6 @@ import tensorflow_probability as tfp
 import tf_realnvp
 from tf_realnvp import bijectors
 from tf_realnvp import networks
-
-import bijector_checks
 
 MASKS = {
     'checkerboard_even': bijectors.checkerboard_mask(4, 4, 2, parity=0),

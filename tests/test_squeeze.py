@@ -1,13 +1,12 @@
 """Squeeze: the documented permutation, zero log-det, shapes and errors."""
 
+import bijector_checks
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tf_realnvp import bijectors
-
-import bijector_checks
 
 tfb = tfp.bijectors
 

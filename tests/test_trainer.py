@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -18,13 +17,14 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tf_realnvp import config as config_lib
-from tf_realnvp import distribute
 from tf_realnvp import evaluation
-from tf_realnvp import experiment
 from tf_realnvp import input_pipeline
 from tf_realnvp import mode
-from tf_realnvp import optimizers
-from tf_realnvp import trainer
+from tf_realnvp import training
+from tf_realnvp.config import experiment
+from tf_realnvp.config import presets
+from tf_realnvp.training import optimizers
+from tf_realnvp.training import strategies
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,7 +47,7 @@ def small_config(model_dir, **overrides):
 
 
 def train(config, **kwargs):
-  return trainer.train_and_evaluate(experiment.resolve(config), **kwargs)
+  return training.train_and_evaluate(experiment.resolve(config), **kwargs)
 
 
 def flow_weights(model_dir):
@@ -147,7 +147,7 @@ def test_resume_with_recipe_and_batch_norm_is_exact(tmp_path, monkeypatch):
 
   with monkeypatch.context() as patch:
     patch.setattr(evaluation, 'write_samples', interrupt_at_20)
-    with pytest.raises(trainer.TrainingInterrupted, match='SIGINT at step 20'):
+    with pytest.raises(training.TrainingInterrupted, match='SIGINT at step 20'):
       train(config('resumed'))
   assert evaluation.restore_flow(str(tmp_path / 'resumed'))[2] == 20
   resumed = train(config('resumed'))
@@ -208,7 +208,7 @@ def test_evaluation_samples_and_export_use_the_averaged_weights(
 
 def test_a_batch_the_replicas_cannot_share_is_a_config_error(
     tmp_path, two_replicas, monkeypatch):
-  monkeypatch.setattr(distribute, 'make_strategy',
+  monkeypatch.setattr(strategies, 'make_strategy',
                       lambda name, devices=None: two_replicas)
   with pytest.raises(experiment.ConfigError,
                      match='batch_size=63 must be divisible by the 2 replicas'):
@@ -217,12 +217,12 @@ def test_a_batch_the_replicas_cannot_share_is_a_config_error(
 
 def test_train_step_runs_the_flow_in_training_mode_and_evaluation_does_not():
   config = small_config('unused', num_coupling_layers=2, hidden_units=(8,))
-  strategy = distribute.make_strategy('one_device', ['/cpu:0'])
+  strategy = strategies.make_strategy('one_device', ['/cpu:0'])
   with strategy.scope():
     flow = experiment.resolve(config).build_flow()
     optimizer = optimizers.make_optimizer(1e-3)
     optimizer.build(flow.trainable_variables)
-    steps = trainer.Steps(flow, optimizer, strategy, 8, 0., 1., jit=False)
+    steps = training.TrainStep(flow, optimizer, strategy, 8, 0., 1., jit=False)
   modes = []
   log_prob = flow.log_prob
 
@@ -232,7 +232,7 @@ def test_train_step_runs_the_flow_in_training_mode_and_evaluation_does_not():
 
   flow.log_prob = recording_log_prob
   data = tf.data.Dataset.from_tensors(tf.zeros([8, 2])).repeat()
-  steps.train_step(iter(data))
+  steps(iter(data))
   assert modes and all(modes)
   modes.clear()
   evaluation.Evaluator(flow, strategy).mean_nll(data.take(1))
@@ -312,7 +312,7 @@ def test_nan_batch_is_skipped_and_counted(tmp_path, monkeypatch):
 
 def test_persistent_nans_stop_with_clear_error(tmp_path, monkeypatch):
   _with_nan_batches(monkeypatch, list(range(100)))
-  with pytest.raises(trainer.TrainingDivergedError, match='non-finite'):
+  with pytest.raises(training.TrainingDivergedError, match='non-finite'):
     train(small_config(tmp_path / 'run', train_steps=50,
                                             max_bad_steps=3))
 
@@ -323,10 +323,11 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices('CPU')[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from tf_realnvp import config as config_lib, experiment, trainer
+from tf_realnvp import config as config_lib, training
+from tf_realnvp.config import experiment
 config = config_lib.Config(**json.loads(sys.argv[1]))
 devices = ['/cpu:0', '/cpu:1'] if config.strategy == 'mirrored' else ['/cpu:0']
-trainer.train_and_evaluate(experiment.resolve(config), devices=devices)
+training.train_and_evaluate(experiment.resolve(config), devices=devices)
 """
 
 
@@ -426,14 +427,15 @@ def test_unusable_settings_are_rejected_before_any_data(tmp_path, change,
 def test_resolve_fills_the_defaults_of_the_data_and_the_flow():
   moons = experiment.resolve(config_lib.Config()).config
   assert (moons.batch_size, moons.train_steps, moons.eval_every) == (
-      experiment.VECTOR_BATCH_SIZE, experiment.VECTOR_TRAIN_STEPS,
-      experiment.VECTOR_EVAL_EVERY)
-  assert moons.flow == experiment.VECTOR_FLOW == 'nsf'
-  assert moons.learning_rate == experiment.TOY_RECIPES['nsf']['learning_rate']
+      presets.VECTOR_DEFAULTS['batch_size'],
+      presets.VECTOR_DEFAULTS['train_steps'],
+      presets.VECTOR_DEFAULTS['eval_every'])
+  assert moons.flow == presets.VECTOR_DEFAULTS['flow'] == 'nsf'
+  assert moons.learning_rate == presets.VECTOR_RECIPES['nsf']['learning_rate']
   assert (moons.num_coupling_layers, moons.hidden_units, moons.spline_bins,
           moons.spline_bound) == (4, (64, 64), 8, 6.)
   affine = experiment.resolve(config_lib.Config(flow='realnvp')).config
-  assert affine.learning_rate == experiment.TOY_RECIPES['realnvp'][
+  assert affine.learning_rate == presets.VECTOR_RECIPES['realnvp'][
       'learning_rate']
   assert (affine.num_coupling_layers, affine.hidden_units) == (8, (128, 128))
   assert affine.spline_bins is None

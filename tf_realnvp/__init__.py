@@ -7,26 +7,34 @@ scripts set TensorFlow's C++ log level first, which it reads on import.
 
 import importlib
 
-# Name -> the module that defines it; the submodules are the names of `__all__`
-# not listed here.
+# Name -> the module that defines it. The packages and modules of `__all__`
+# not listed here are this package's own.
 _DEFINED_IN = {
-    'RealNVP': 'distribution', 'couplings': 'distribution',
-    'weight_scale_l2': 'distribution', 'with_temperature': 'distribution',
-    'dequantize': 'dequantization', 'make_flow': 'flows',
-    'bits_per_dim': 'metrics', 'FlowModel': 'keras_model',
+    'RealNVP': 'flows.realnvp', 'couplings': 'flows.flow',
+    'weight_scale_l2': 'flows.flow', 'with_temperature': 'flows.flow',
+    'make_flow': 'flows.registry', 'bits_per_dim': 'flows.objective',
+    'dequantize': 'dequantization', 'FlowModel': 'serving.keras_model',
+}
+# Modules that moved, under the names they had before.
+_MOVED = {
+    'objective': 'flows.objective', 'optimizers': 'training.optimizers',
+    'distribution': 'flows', 'experiment': 'config.experiment',
 }
 
 __all__ = [
-    'FlowModel', 'RealNVP', 'bijectors', 'bits_per_dim', 'couplings',
-    'dequantize', 'flows', 'make_flow', 'mode', 'networks', 'objective',
-    'optimizers', 'weight_scale_l2', 'with_temperature',
+    'FlowModel', 'RealNVP', 'bijectors', 'bits_per_dim', 'config',
+    'couplings', 'dequantize', 'evaluation', 'flows', 'make_flow', 'mode',
+    'networks', 'objective', 'optimizers', 'serving', 'training',
+    'weight_scale_l2', 'with_temperature',
 ]
 
 
 def __getattr__(name):
-  if name not in __all__:
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
   if name in _DEFINED_IN:
     return getattr(importlib.import_module(f'{__name__}.{_DEFINED_IN[name]}'),
                    name)
-  return importlib.import_module(f'{__name__}.{name}')
+  if name in _MOVED:
+    return importlib.import_module(f'{__name__}.{_MOVED[name]}')
+  if name in __all__:
+    return importlib.import_module(f'{__name__}.{name}')
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

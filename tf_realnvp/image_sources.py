@@ -37,10 +37,10 @@ import os
 import queue
 import re
 import threading
+from typing import Callable, Optional, Tuple
 import urllib.error
 import urllib.request
 import zipfile
-from typing import Callable, Optional, Tuple
 
 from absl import logging
 import numpy as np

@@ -9,6 +9,9 @@
   unreadable is moved to `directory/damaged/` with a warning that names it,
   and the next older one is tried; TensorFlow's `checkpoint` index file is
   not trusted for this, since it can itself be missing or damaged.
+- `remove_stale_siblings(path)`: removes the `path.tmp-PID` and
+  `path.old-PID` directories that a killed process left while it replaced
+  `path` atomically (the SavedModel export).
 """
 
 import contextlib
@@ -164,3 +167,39 @@ def _set_aside(damaged, directory):
 def remove_checkpoints(directory):
   """Deletes `directory` (the checkpoints of a run started over)."""
   shutil.rmtree(directory, ignore_errors=True)
+
+
+def remove_stale_siblings(export_dir):
+  """Removes `export_dir.tmp-PID` and `.old-PID` of processes now gone.
+
+  Those of this process go too (an earlier process had its PID, or an
+  earlier export here was killed between its steps); those of any other
+  live process stay. Returns the removed paths.
+  """
+  parent, name = os.path.split(os.path.abspath(export_dir))
+  pattern = re.compile(re.escape(name) + r'\.(?:tmp|old)-([0-9]+)')
+  removed = []
+  for entry in os.listdir(parent or '.'):
+    match = pattern.fullmatch(entry)
+    if not match:
+      continue
+    pid = int(match.group(1))
+    if pid != os.getpid() and _is_running(pid):
+      continue
+    path = os.path.join(parent, entry)
+    shutil.rmtree(path, ignore_errors=True)
+    removed.append(path)
+  return removed
+
+
+def _is_running(pid):
+  """Whether a process `pid` exists (possibly another user's)."""
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  except OverflowError:  # Not a PID at all.
+    return False
+  return True

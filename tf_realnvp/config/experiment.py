@@ -14,78 +14,23 @@ import math
 import os
 from typing import Optional, Tuple
 
-from tf_realnvp import config as config_lib
-from tf_realnvp import distribute
 from tf_realnvp import flows
 from tf_realnvp import image_sources
 from tf_realnvp import input_pipeline
-from tf_realnvp import objective
-from tf_realnvp import optimizers
-from tf_realnvp.distribution import check_scales
-
-
-class ConfigError(ValueError):
-  """A setting that cannot work; the message names it and what to do."""
-
+from tf_realnvp.config import presets
+from tf_realnvp.config import settings as config_lib
+from tf_realnvp.config.settings import ConfigError
+from tf_realnvp.flows import objective
 
 # The values each enumerated setting takes.
 CHOICES = dict(
     flow=tuple(flows.FLOWS),
-    batch_norm=('none', 'networks', 'couplings', 'both'),
-    lr_decay=optimizers.LR_DECAYS,
-    strategy=distribute.STRATEGIES,
-    preset=('none', 'paper'),
+    batch_norm=config_lib.BATCH_NORMS,
+    lr_decay=config_lib.LR_DECAYS,
+    strategy=config_lib.STRATEGIES,
+    preset=config_lib.PRESETS,
 )
 
-# Defaults that depend on the data, with their sources.
-# Images: the paper's batch size (Dinh et al. 2017, Sec. 4.1) and the
-# PyTorch reference implementation's training length (chrischute/real-nvp,
-# `--num_epochs=100`), evaluating once per epoch.
-IMAGE_BATCH_SIZE = 64
-IMAGE_EPOCHS = 100
-# The flow: the paper's RealNVP for images; on 2-D data spline couplings
-# (nsf), which end 8gaussians 0.01 nats above its exact entropy where affine
-# ones end 0.08 above it (BENCHMARKS.md, "2-D: 8gaussians").
-IMAGE_FLOW = 'realnvp'
-VECTOR_FLOW = 'nsf'
-# 2-D data: 6000 steps of 256 points, 1000 steps between evaluations; the
-# default run on 8gaussians takes under 2 minutes on 2 CPU cores.
-VECTOR_BATCH_SIZE = 256
-VECTOR_TRAIN_STEPS = 6000
-VECTOR_EVAL_EVERY = 1000
-# The recipes of the coupling flows on 2-D data: a warmup, then a cosine
-# decay from a peak that measured best on 8gaussians (BENCHMARKS.md): for
-# realnvp 1e-2 of 1e-3 to 2e-2 (0.08 nats above the entropy, against 0.20
-# with the paper's constant 1e-3).
-TOY_RECIPES = dict(
-    realnvp=dict(learning_rate=1e-2, warmup_steps=200, lr_decay='cosine'),
-    nsf=dict(learning_rate=5e-3, warmup_steps=200, lr_decay='cosine'))
-# The paper's recipe (Adam at 1e-3), for images and the other flows.
-PAPER_RECIPE = dict(learning_rate=1e-3, warmup_steps=0, lr_decay='none')
-# --preset=paper (Dinh et al. 2017, Sec. 4.1): "Our multi-scale architecture
-# is repeated recursively until the input of the last recursion is a
-# 4 x 4 x c tensor. For datasets of images of size 32 x 32, we use 4 residual
-# blocks with 32 hidden feature maps for the first coupling layers with
-# checkerboard masking. Only 2 residual blocks are used for images of size
-# 64 x 64. We use a batch size of 64. For CIFAR-10, we use 8 residual blocks,
-# 64 feature maps, and downscale only once." CelebA and LSUN are trained at
-# 64 x 64 (their preprocessing: `image_sources`). `num_scales` counts the
-# squeezes plus one: 32 -> 4 is 3 squeezes, 64 -> 4 is 4. The comments give
-# the test bits/dim of Table 1.
-_PAPER_32 = dict(num_scales=4, num_res_blocks=4, num_filters=32,
-                 batch_size=64)
-_PAPER_64 = dict(num_scales=5, num_res_blocks=2, num_filters=32,
-                 batch_size=64, image_size=64)
-PAPER_PRESETS = {
-    'cifar10': dict(num_scales=2, num_res_blocks=8, num_filters=64,
-                    batch_size=64),  # 3.49
-    'downsampled_imagenet/32x32': dict(_PAPER_32, image_size=32),  # 4.28
-    'downsampled_imagenet/64x64': _PAPER_64,  # 3.98
-    'lsun/bedroom': _PAPER_64,  # 2.72
-    'lsun/tower': _PAPER_64,  # 2.81
-    'lsun/church_outdoor': _PAPER_64,  # 3.08
-    'celeb_a': _PAPER_64,  # 3.02
-}
 
 # Config fields that shape the network, and the `make_flow` setting each is.
 MODEL_FIELDS = dict(num_scales='num_scales', num_res_blocks='num_res_blocks',
@@ -218,17 +163,15 @@ def resolve(config):
   config = _with_preset(config)
   facts = _facts(config)
   data = _data(config, facts)
-  flow = config.flow or (IMAGE_FLOW if data.is_image else VECTOR_FLOW)
-  defaults = dict(PAPER_RECIPE, flow=flow)
-  if data.is_image:
-    defaults.update(batch_size=IMAGE_BATCH_SIZE)
-    if config.train_steps is None and config.epochs is None:
-      defaults.update(epochs=IMAGE_EPOCHS)
-  else:
-    defaults.update(TOY_RECIPES.get(flow, {}))
-    defaults.update(batch_size=VECTOR_BATCH_SIZE, eval_every=VECTOR_EVAL_EVERY)
-    if config.train_steps is None and config.epochs is None:
-      defaults.update(train_steps=VECTOR_TRAIN_STEPS)
+  defaults = dict(presets.IMAGE_DEFAULTS if data.is_image
+                  else presets.VECTOR_DEFAULTS)
+  if config.train_steps is not None or config.epochs is not None:
+    defaults.pop('train_steps', None)  # The user chose the length.
+    defaults.pop('epochs', None)
+  flow = config.flow or defaults['flow']
+  defaults.update(presets.PAPER_RECIPE)
+  if not data.is_image:
+    defaults.update(presets.VECTOR_RECIPES.get(flow, {}))
   if facts.resizes:
     defaults.update(image_size=facts.default_image_size)
   resolved = dataclasses.replace(config, **{
@@ -297,13 +240,13 @@ def _with_preset(config):
   """`config` with the unset fields of its `--preset` filled in."""
   if config.preset == 'none':
     return config
-  if config.dataset not in PAPER_PRESETS:
+  if config.dataset not in presets.PAPER_PRESETS:
     raise ConfigError(
         f'--preset={config.preset} knows the paper\'s datasets '
-        f'({", ".join(PAPER_PRESETS)}), not {config.dataset}; leave it unset '
+        f'({", ".join(presets.PAPER_PRESETS)}), not {config.dataset}; leave it unset '
         'and set the model flags.')
   return dataclasses.replace(config, **{
-      name: value for name, value in PAPER_PRESETS[config.dataset].items()
+      name: value for name, value in presets.PAPER_PRESETS[config.dataset].items()
       if getattr(config, name) is None})
 
 
@@ -384,7 +327,7 @@ def _check_model(config, data, facts):
 def _check_scales_fit(config, data):
   if data.is_image:
     try:
-      check_scales(data.event_shape, config.num_scales)
+      flows.check_scales(data.event_shape, config.num_scales)
     except ValueError as error:
       raise ConfigError(f'--num_scales: {error}') from None
 

@@ -11,7 +11,7 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker')
+from tf_realnvp.config.settings import STRATEGIES
 
 
 def cluster_from_env():

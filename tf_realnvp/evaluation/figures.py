@@ -1,5 +1,7 @@
-"""Pictures of a flow: image sample grids and 2-D density plots (PNG)."""
+"""Pictures of a flow: image sample grids and 2-D density plots (PNG), and
+`write_samples`, the picture a run draws at each evaluation."""
 
+import functools
 import os
 
 import matplotlib
@@ -7,6 +9,9 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 import tensorflow as tf
+
+from tf_realnvp import flows
+from tf_realnvp import input_pipeline
 
 
 def image_grid(images, rows=6):
@@ -81,3 +86,60 @@ def density_plot(log_prob_fn, samples, path, data=None, extent=4.5,
   fig.savefig(tmp, dpi=80, bbox_inches='tight')
   plt.close(fig)
   os.replace(tmp, path)
+
+
+GRID_SAMPLES = 36
+DENSITY_SAMPLES = 2000
+
+
+def sample_seed(seed, step):
+  """The stateless seed of the samples drawn at `step`."""
+  return tf.constant([seed, step], tf.int32)
+
+
+def write_samples(flow, experiment, model_dir, step, writer, temperature=1.):
+  """Writes `samples/step_N.png`: a 6x6 grid, or a 2-D density plot.
+
+  A class-conditional run draws a row of 6 samples per class (2-D data:
+  samples of every class in the class's colour, over the marginal density).
+
+  Samples come from the base Normal scaled by `temperature`; a temperature
+  other than 1 is added to the file name (`step_N_t0.7.png`).
+  """
+  config = experiment.config
+  suffix = '' if temperature == 1 else f'_t{temperature:g}'
+  path = os.path.join(model_dir, 'samples', f'step_{step}{suffix}.png')
+  seed = sample_seed(config.seed, step)
+  sampler = flows.with_temperature(flow, temperature)
+  num_classes = experiment.data.num_classes if config.conditional else None
+  count = GRID_SAMPLES if experiment.data.is_image else DENSITY_SAMPLES
+  if num_classes:  # A row of samples per class; 2-D: a colour per class.
+    columns = GRID_SAMPLES // 6 if experiment.data.is_image else (
+        -(-DENSITY_SAMPLES // num_classes))
+    classes = np.repeat(np.arange(num_classes, dtype=np.int32), columns)
+    samples = flows.sample(sampler, len(classes), seed, classes)
+  else:
+    classes = None
+    samples = sampler.sample(count, seed=seed)
+  if experiment.data.is_image:
+    grid = image_grid(samples.numpy(), rows=num_classes or 6)
+    save_png(grid, path)
+    with writer.as_default(step=step):
+      tf.summary.image('samples', grid[None].astype(np.float32) / 255.)
+  else:
+    data = input_pipeline.sample_toy(config.dataset, 2000, config.seed + 1)
+    density_plot(
+        functools.partial(marginal_log_prob, flow, num_classes), samples,
+        path, data=data, title=f'{config.dataset}, step {step}',
+        classes=classes)
+  return path
+
+
+def marginal_log_prob(flow, num_classes, x):
+  """`log p(x)`; for a class-conditional flow the marginal over equally
+  likely classes, `logsumexp_k log p(x | k) - log K`."""
+  if not num_classes:
+    return flow.log_prob(x)
+  per_class = tf.stack([flows.log_prob(flow, x, tf.constant(k))
+                        for k in range(num_classes)])
+  return tf.reduce_logsumexp(per_class, axis=0) - np.log(num_classes)

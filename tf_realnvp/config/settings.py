@@ -3,7 +3,7 @@
 `train.py` turns each field into an absl flag of the same name, and a run
 writes its config to `model_dir/config.json`, which `evaluate.py` and a
 resumed run read back. A field left `None` takes a default that depends on
-the dataset or the flow; `tf_realnvp.experiment.resolve` checks the settings
+the dataset or the flow; `tf_realnvp.config.experiment.resolve` checks the settings
 and fills those in. This module knows no model code.
 """
 
@@ -11,6 +11,17 @@ import dataclasses
 import json
 import os
 from typing import Optional, Tuple
+
+
+class ConfigError(ValueError):
+  """A setting that cannot work; the message names it and what to do."""
+
+
+# The values of the enumerated settings (the flows: `tf_realnvp.flows.FLOWS`).
+BATCH_NORMS = ('none', 'networks', 'couplings', 'both')
+LR_DECAYS = ('none', 'cosine')
+STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker')
+PRESETS = ('none', 'paper')
 
 # Fields that fix the model, the data stream and the training recipe; a
 # resumed run keeps them. The learning rate and the averaging are included

@@ -61,14 +61,14 @@ directory run on one machine, whose PIDs the names hold.
 
 import math
 import os
-import re
 import shutil
 
 import tensorflow as tf
 
 from tf_realnvp.bijectors.context import CONDITIONAL_INPUT
 from tf_realnvp.bijectors.logit import LogitPreprocessing
-from tf_realnvp.distribution import context_of
+from tf_realnvp.config import run_dir
+from tf_realnvp.flows.flow import context_of
 
 # Values (samples times event size) one sampling call may return.
 MAX_SAMPLE_ELEMENTS = 2**20
@@ -240,10 +240,10 @@ def export_saved_model(flow, export_dir):
   place only once complete, so an interrupted export never leaves a partial
   `export_dir`; a previous export stays until the new one is complete.
   Temporary siblings that a killed export left behind are removed first
-  (see `remove_stale_siblings`).
+  (see `run_dir.remove_stale_siblings`).
   """
   export_dir = os.path.abspath(export_dir)
-  remove_stale_siblings(export_dir)
+  run_dir.remove_stale_siblings(export_dir)
   tmp_dir = f'{export_dir}.tmp-{os.getpid()}'
   old_dir = f'{export_dir}.old-{os.getpid()}'
   module = ExportedFlow(flow)
@@ -258,37 +258,3 @@ def export_saved_model(flow, export_dir):
   return export_dir
 
 
-def remove_stale_siblings(export_dir):
-  """Removes `export_dir.tmp-PID` and `.old-PID` of processes now gone.
-
-  Those of this process go too (an earlier process had its PID, or an
-  earlier export here was killed between its steps); those of any other
-  live process stay. Returns the removed paths.
-  """
-  parent, name = os.path.split(os.path.abspath(export_dir))
-  pattern = re.compile(re.escape(name) + r'\.(?:tmp|old)-([0-9]+)')
-  removed = []
-  for entry in os.listdir(parent or '.'):
-    match = pattern.fullmatch(entry)
-    if not match:
-      continue
-    pid = int(match.group(1))
-    if pid != os.getpid() and _is_running(pid):
-      continue
-    path = os.path.join(parent, entry)
-    shutil.rmtree(path, ignore_errors=True)
-    removed.append(path)
-  return removed
-
-
-def _is_running(pid):
-  """Whether a process `pid` exists (possibly another user's)."""
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  except OverflowError:  # Not a PID at all.
-    return False
-  return True

@@ -35,11 +35,11 @@ import tensorflow_probability as tfp
 
 from tf_realnvp import flows
 from tf_realnvp import mode
-from tf_realnvp import objective
 from tf_realnvp.bijectors.actnorm import initialize_actnorms
-from tf_realnvp.distribution import context_of
-from tf_realnvp.distribution import couplings
-from tf_realnvp.distribution import log_prob
+from tf_realnvp.flows import objective
+from tf_realnvp.flows.flow import context_of
+from tf_realnvp.flows.flow import couplings
+from tf_realnvp.flows.flow import log_prob
 
 # The paper's coefficient of the L2 penalty on the weight-normalization gains
 # (Dinh et al. 2017, Sec. 4.1).

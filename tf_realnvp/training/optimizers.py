@@ -6,6 +6,8 @@ import contextlib
 import keras
 import tensorflow as tf
 
+from tf_realnvp.config.settings import LR_DECAYS
+
 
 class FusedAdam(keras.optimizers.Adam):
   """`keras.optimizers.Adam`, updating each variable with one fused kernel.
@@ -53,9 +55,6 @@ def _handle(variable):
   if isinstance(variable, keras.Variable):
     variable = variable.value
   return variable.handle
-
-
-LR_DECAYS = ('none', 'cosine')
 
 
 def learning_rate_schedule(learning_rate, *, warmup_steps=0, lr_decay='none',

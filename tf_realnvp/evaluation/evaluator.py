@@ -5,23 +5,18 @@ The trainer evaluates with `Evaluator` and writes samples with
 for a finished run, rebuilt from its latest checkpoint by `restore_flow`.
 """
 
-import functools
 import json
 import os
 
-import numpy as np
 import tensorflow as tf
 
-from tf_realnvp import distribution
-from tf_realnvp import experiment as experiment_lib
-from tf_realnvp import input_pipeline
-from tf_realnvp import model_dir as model_dir_lib
-from tf_realnvp import objective
-from tf_realnvp import plots
+from tf_realnvp import flows
+from tf_realnvp.config import experiment as experiment_lib
+from tf_realnvp.config import run_dir
+from tf_realnvp.evaluation.figures import write_samples
+from tf_realnvp.flows import objective
 
 SUM = tf.distribute.ReduceOp.SUM
-GRID_SAMPLES = 36
-DENSITY_SAMPLES = 2000
 
 
 class Evaluator:
@@ -34,8 +29,8 @@ class Evaluator:
 
   def _sum_and_count(self, batch):
     def replica_fn(batch):
-      x, context = objective.split(batch)
-      return (-tf.reduce_sum(distribution.log_prob(self.flow, x, context)),
+      x, context = objective.events_and_context(batch)
+      return (-tf.reduce_sum(flows.log_prob(self.flow, x, context)),
               tf.cast(tf.shape(x)[0], self.flow.dtype))
     nll_sum, count = self.strategy.run(replica_fn, (batch,))
     return (self.strategy.reduce(SUM, nll_sum, axis=None),
@@ -73,7 +68,7 @@ def restore_flow(model_dir, averaged=True):
   step = tf.Variable(0, dtype=tf.int64, name='step')
   checkpoint = tf.train.Checkpoint(flow=flow, step=step)
   # The rest of the checkpoint is the optimizer's.
-  latest = model_dir_lib.restore_newest_intact(
+  latest = run_dir.restore_newest_intact(
       checkpoint, os.path.join(model_dir, 'checkpoints'), tidy=False,
       partial=True)
   if latest is None:
@@ -83,59 +78,6 @@ def restore_flow(model_dir, averaged=True):
         averages=list(flow.trainable_variables)).restore(latest)
     status.assert_existing_objects_matched().expect_partial()
   return experiment, flow, int(step.numpy())
-
-
-def sample_seed(seed, step):
-  """The stateless seed of the samples drawn at `step`."""
-  return tf.constant([seed, step], tf.int32)
-
-
-def write_samples(flow, experiment, model_dir, step, writer, temperature=1.):
-  """Writes `samples/step_N.png`: a 6x6 grid, or a 2-D density plot.
-
-  A class-conditional run draws a row of 6 samples per class (2-D data:
-  samples of every class in the class's colour, over the marginal density).
-
-  Samples come from the base Normal scaled by `temperature`; a temperature
-  other than 1 is added to the file name (`step_N_t0.7.png`).
-  """
-  config = experiment.config
-  suffix = '' if temperature == 1 else f'_t{temperature:g}'
-  path = os.path.join(model_dir, 'samples', f'step_{step}{suffix}.png')
-  seed = sample_seed(config.seed, step)
-  sampler = distribution.with_temperature(flow, temperature)
-  num_classes = experiment.data.num_classes if config.conditional else None
-  count = GRID_SAMPLES if experiment.data.is_image else DENSITY_SAMPLES
-  if num_classes:  # A row of samples per class; 2-D: a colour per class.
-    columns = GRID_SAMPLES // 6 if experiment.data.is_image else (
-        -(-DENSITY_SAMPLES // num_classes))
-    classes = np.repeat(np.arange(num_classes, dtype=np.int32), columns)
-    samples = distribution.sample(sampler, len(classes), seed, classes)
-  else:
-    classes = None
-    samples = sampler.sample(count, seed=seed)
-  if experiment.data.is_image:
-    grid = plots.image_grid(samples.numpy(), rows=num_classes or 6)
-    plots.save_png(grid, path)
-    with writer.as_default(step=step):
-      tf.summary.image('samples', grid[None].astype(np.float32) / 255.)
-  else:
-    data = input_pipeline.sample_toy(config.dataset, 2000, config.seed + 1)
-    plots.density_plot(
-        functools.partial(marginal_log_prob, flow, num_classes), samples,
-        path, data=data, title=f'{config.dataset}, step {step}',
-        classes=classes)
-  return path
-
-
-def marginal_log_prob(flow, num_classes, x):
-  """`log p(x)`; for a class-conditional flow the marginal over equally
-  likely classes, `logsumexp_k log p(x | k) - log K`."""
-  if not num_classes:
-    return flow.log_prob(x)
-  per_class = tf.stack([distribution.log_prob(flow, x, tf.constant(k))
-                        for k in range(num_classes)])
-  return tf.reduce_logsumexp(per_class, axis=0) - np.log(num_classes)
 
 
 def evaluate(model_dir, num_dequantizations=1, temperature=1.0,
@@ -170,8 +112,8 @@ def evaluate(model_dir, num_dequantizations=1, temperature=1.0,
   result['samples'] = write_samples(
       flow, experiment, model_dir, step, writer, temperature=temperature)
   if export:
-    from tf_realnvp import export as export_lib  # pylint: disable=g-import-not-at-top
-    result['saved_model'] = export_lib.export_saved_model(
+    from tf_realnvp.serving import saved_model  # pylint: disable=g-import-not-at-top
+    result['saved_model'] = saved_model.export_saved_model(
         flow, os.path.join(model_dir, 'saved_model'))
   with open(os.path.join(model_dir, 'eval.json'), 'w') as f:
     json.dump(result, f, indent=2)

@@ -27,121 +27,20 @@ import keras
 import tensorflow as tf
 
 from tf_realnvp import console
-from tf_realnvp import distribute
-from tf_realnvp import distribution
 from tf_realnvp import evaluation
-from tf_realnvp import experiment as experiment_lib
-from tf_realnvp import mode
-from tf_realnvp import model_dir as model_dir_lib
-from tf_realnvp import objective
-from tf_realnvp import optimizers
+from tf_realnvp import flows
 from tf_realnvp.bijectors.actnorm import initialize_actnorms
-
-SUM = tf.distribute.ReduceOp.SUM
+from tf_realnvp.config import experiment as experiment_lib
+from tf_realnvp.config import run_dir
+from tf_realnvp.flows import objective
+from tf_realnvp.training import optimizers
+from tf_realnvp.training import strategies
+from tf_realnvp.training.step import check_batches
+from tf_realnvp.training.step import TrainStep
 
 
 class TrainingDivergedError(RuntimeError):
   """Raised when too many consecutive steps had a non-finite loss or gradient."""
-
-
-def check_batches(dataset, flow):
-  """Raises if `dataset`'s batches (events, or `(events, context)`) cannot
-  be events (and contexts) of `flow`."""
-  spec, context = objective.split(dataset.element_spec)
-  conditional = distribution.context_of(flow) is not None
-  if (context is not None) != conditional:
-    raise ValueError(
-        'The input pipeline yields '
-        f'{"(events, context) pairs" if context is not None else "events alone"}'
-        f', and the flow is {"" if conditional else "not "}conditional.')
-  expected = tf.TensorShape([None]).concatenate(flow.event_shape)
-  if spec.dtype != flow.dtype or not expected.is_compatible_with(spec.shape):
-    raise ValueError(
-        f'The input pipeline yields {spec.dtype.name} batches of shape '
-        f'{spec.shape}; the flow needs {flow.dtype.name} batches of shape '
-        f'{expected}.')
-
-
-class Steps:
-  """The compiled train and eval steps of `flow` under `strategy`.
-
-  The per-replica gradient is XLA-compiled when `jit`; the cross-replica sum,
-  the finiteness check, clipping and the update stay outside, where
-  distribution works with every strategy. A step whose loss or gradient is
-  not finite leaves the weights and the optimizer untouched and is counted in
-  `bad_steps` (XLA drops `tf.debugging` asserts, so the check is arithmetic).
-  """
-
-  def __init__(self, flow, optimizer, strategy, global_batch_size, l2,
-               clip_norm, jit):
-    self.flow = flow
-    self.optimizer = optimizer
-    self.strategy = strategy
-    self.global_batch_size = global_batch_size
-    self.l2 = l2
-    self.clip_norm = clip_norm
-    self.variables = flow.trainable_variables
-    self.replica_batch_size = distribute.per_replica_batch_size(
-        global_batch_size, strategy)
-    self.bad_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                 name='bad_steps')
-    self._replica_gradients = tf.function(self._gradients, jit_compile=jit)
-    self.train_step = tf.function(self._train_step)
-
-  def _gradients(self, batch):
-    """Per-replica NLL sum and gradients of this replica's share of the loss.
-
-    Every replica has an equal share of the global batch, so the replicas'
-    summed gradients are those of `objective.loss` on the whole batch. The
-    forward pass runs in training mode (`tf_realnvp.mode`): batch
-    normalization uses and updates the batch's statistics.
-    """
-    x, context = objective.split(batch)
-    with tf.GradientTape() as tape:
-      with mode.training():
-        loss, mean_nll = objective.loss(self.flow, x, self.l2, context)
-      loss = loss / self.strategy.num_replicas_in_sync
-    nll_sum = mean_nll * tf.cast(tf.shape(x)[0], mean_nll.dtype)
-    return nll_sum, tape.gradient(loss, self.variables)
-
-  def _split(self, batch):
-    """Gives each local replica its contiguous share of this worker's batch."""
-    share = self.replica_batch_size
-    local_replicas = len(self.strategy.extended.worker_devices)
-
-    def replica_share(context):
-      start = context.replica_id_in_sync_group % local_replicas * share
-      return tf.nest.map_structure(lambda t: t[start:start + share], batch)
-    return self.strategy.experimental_distribute_values_from_function(
-        replica_share)
-
-  def _train_step(self, iterator):
-    """One step on the next batch; returns the mean NLL and whether it applied.
-
-    `iterator` is a plain `tf.data` iterator of global batches: unlike a
-    distributed iterator it can be checkpointed, so the data stream resumes
-    where it stopped.
-    """
-    nll_sum, grads = self.strategy.run(
-        self._replica_gradients, (self._split(next(iterator)),))
-    mean_nll = self.strategy.reduce(SUM, nll_sum, axis=None) / (
-        self.global_batch_size)
-    grads = self.strategy.extended.batch_reduce_to(
-        SUM, list(zip(grads, self.variables)))
-    finite = tf.math.is_finite(mean_nll)
-    for grad in grads:
-      finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(grad)))
-
-    def apply():
-      clipped, _ = tf.clip_by_global_norm(grads, self.clip_norm)
-      self.optimizer.apply_gradients(zip(clipped, self.variables))
-      return tf.constant(True)
-
-    def skip():
-      self.bad_steps.assign_add(1)
-      return tf.constant(False)
-
-    return mean_nll, tf.cond(finite, apply, skip)
 
 
 class TrainingInterrupted(RuntimeError):
@@ -204,20 +103,20 @@ def train_and_evaluate(experiment, devices=None):
   Raises:
     experiment.ConfigError: if `model_dir` holds a run with other settings,
       or one already past `train_steps`.
-    model_dir.ModelDirBusyError: if another run holds `model_dir`.
-    model_dir.NoIntactCheckpointError: if none of its checkpoints reads back.
+    run_dir.ModelDirBusyError: if another run holds `model_dir`.
+    run_dir.NoIntactCheckpointError: if none of its checkpoints reads back.
     TrainingInterrupted: after a signal, with the checkpoint saved.
     TrainingDivergedError: after `max_bad_steps` non-finite steps in a row.
   """
   config = experiment.config
-  strategy = distribute.make_strategy(config.strategy, devices)  # First.
+  strategy = strategies.make_strategy(config.strategy, devices)  # First.
   try:
-    distribute.per_replica_batch_size(config.batch_size, strategy)
+    strategies.per_replica_batch_size(config.batch_size, strategy)
   except ValueError as error:
     raise experiment_lib.ConfigError(str(error)) from None
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
-  chief = distribute.is_chief(strategy)
+  chief = strategies.is_chief(strategy)
   if not chief:
     write_dir = tempfile.mkdtemp(prefix='tf_realnvp_')
     try:
@@ -225,11 +124,11 @@ def train_and_evaluate(experiment, devices=None):
     finally:
       shutil.rmtree(write_dir, ignore_errors=True)
   # With several workers, TensorFlow's handler watches for SIGTERM.
-  with model_dir_lib.locked(config.model_dir), (
-      contextlib.nullcontext() if distribute.is_multi_worker(strategy)
+  with run_dir.locked(config.model_dir), (
+      contextlib.nullcontext() if strategies.is_multi_worker(strategy)
       else _StopOnSignal()) as stop:
     if config.restart:
-      model_dir_lib.remove_checkpoints(
+      run_dir.remove_checkpoints(
           os.path.join(config.model_dir, 'checkpoints'))
     elif os.path.exists(os.path.join(config.model_dir, 'config.json')):
       experiment_lib.check_resumable(
@@ -252,10 +151,10 @@ class Training:
     self.data = experiment.data
     self.strategy = strategy
     self.write_dir = write_dir
-    self.num_steps = experiment.total_steps()
+    self.total_steps = experiment.total_steps()
     self.eval_every = experiment.eval_interval()
     self.all_train_data = experiment.dataset('train')
-    self.train_data = distribute.worker_shard(self.all_train_data, strategy)
+    self.train_data = strategies.worker_shard(self.all_train_data, strategy)
     self.test_data = experiment.dataset('test')
     if config.eval_batches:
       self.test_data = self.test_data.take(config.eval_batches)
@@ -280,11 +179,11 @@ class Training:
       self.flow = self.experiment.build_flow()
       self.optimizer = optimizers.make_optimizer(
           config.learning_rate, warmup_steps=config.warmup_steps,
-          lr_decay=config.lr_decay, total_steps=self.num_steps,
+          lr_decay=config.lr_decay, total_steps=self.total_steps,
           lr_decay_floor=config.lr_decay_floor, ema_decay=config.ema_decay)
       self.optimizer.build(self.flow.trainable_variables)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
-      self.steps = Steps(self.flow, self.optimizer, self.strategy,
+      self.train_step = TrainStep(self.flow, self.optimizer, self.strategy,
                          config.batch_size, config.l2, config.clip_norm, jit)
 
   def _restore(self):
@@ -296,22 +195,22 @@ class Training:
     averages = optimizers.moving_averages(self.optimizer)
     self.checkpoint = tf.train.Checkpoint(
         flow=self.flow, optimizer=self.optimizer, step=self.step,
-        bad_steps=self.steps.bad_steps, data=self.iterator,
+        bad_steps=self.train_step.bad_steps, data=self.iterator,
         **({'averages': averages} if averages else {}))
-    restored = model_dir_lib.restore_newest_intact(
+    restored = run_dir.restore_newest_intact(
         self.checkpoint, os.path.join(config.model_dir, 'checkpoints'),
         tidy=self.write_dir == config.model_dir)
     if restored:
       logging.info('Resumed from %s at step %d.', restored, self.current_step)
-    if self.current_step > self.num_steps:
+    if self.current_step > self.total_steps:
       raise experiment_lib.ConfigError(
           f'The run in {config.model_dir} is at step {self.current_step}, '
-          f'past the {self.num_steps} steps asked: ask for more, or use '
+          f'past the {self.total_steps} steps asked: ask for more, or use '
           'another --model_dir.')
     # Every worker reads the same (unsharded) first batch.
-    initialize_actnorms(self.flow, lambda: distribution.log_prob(
-        self.flow, *objective.split(next(iter(self.all_train_data)))))
-    optimizers.start_averages(self.optimizer, self.steps.variables)
+    initialize_actnorms(self.flow, lambda: flows.log_prob(
+        self.flow, *objective.events_and_context(next(iter(self.all_train_data)))))
+    optimizers.start_averages(self.optimizer, self.train_step.variables)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(self.write_dir, 'checkpoints'),
         max_to_keep=config.keep_checkpoints)
@@ -324,25 +223,25 @@ class Training:
 
   def run(self):
     """Trains to the last step, saves, exports; returns the final metrics."""
-    run_step = self._train_step
-    if distribute.is_multi_worker(self.strategy):
+    advance = self._advance
+    if strategies.is_multi_worker(self.strategy):
       preemption = tf.distribute.experimental.PreemptionCheckpointHandler(
           self.strategy.cluster_resolver, self.manager)
-      run_step = lambda: preemption.run(self._train_step)
+      advance = lambda: preemption.run(self._advance)
     # The chief shows the progress; the other workers would repeat it.
-    chief = distribute.is_chief(self.strategy)
+    chief = strategies.is_chief(self.strategy)
     progress = console.Progress(
-        self.num_steps, stream=sys.stdout if chief else io.StringIO())
+        self.total_steps, stream=sys.stdout if chief else io.StringIO())
     consecutive_bad = 0
     with progress:
       progress.update(self.current_step)
-      while self.current_step < self.num_steps:
+      while self.current_step < self.total_steps:
         # The rate of this step's update: the schedule is a function of the
         # updates applied before it.
         learning_rate = (float(self.optimizer.learning_rate.numpy())
                          if self._logs_at(self.current_step + 1) else None)
         start = time.perf_counter()
-        mean_nll, applied = run_step()
+        mean_nll, applied = advance()
         seconds = time.perf_counter() - start
         consecutive_bad = 0 if bool(applied) else consecutive_bad + 1
         self._stop_if_diverged(consecutive_bad, float(mean_nll))
@@ -350,7 +249,7 @@ class Training:
         progress.update(self.current_step, **{
             self.data.metric_name: metric,
             'examples/s': round(self.config.batch_size / seconds),
-            'skipped': int(self.steps.bad_steps.numpy())})
+            'skipped': int(self.train_step.bad_steps.numpy())})
         self._log(metric, learning_rate, seconds)
         self._checkpoint_and_evaluate()
         if self.stop and self.stop.received:
@@ -361,12 +260,13 @@ class Training:
     self._save()
     self._export()
     self.result.update(step=self.current_step,
-                       bad_steps=int(self.steps.bad_steps.numpy()),
+                       bad_steps=int(self.train_step.bad_steps.numpy()),
                        model_dir=self.config.model_dir)
     return self.result
 
-  def _train_step(self):
-    outputs = self.steps.train_step(self.iterator)
+  def _advance(self):
+    """One update on the next batch, counted."""
+    outputs = self.train_step(self.iterator)
     self.step.assign_add(1)
     return outputs
 
@@ -380,7 +280,7 @@ class Training:
           'check the data.')
 
   def _logs_at(self, step):
-    return step % self.config.log_every == 0 or step == self.num_steps
+    return step % self.config.log_every == 0 or step == self.total_steps
 
   def _log(self, metric, learning_rate, seconds):
     """TensorBoard training scalars every `log_every` steps and at the end."""
@@ -390,17 +290,17 @@ class Training:
     with self.writers['train'].as_default(step=step):
       tf.summary.scalar(self.data.metric_name, metric)
       tf.summary.scalar('learning_rate', learning_rate)
-      tf.summary.scalar('skipped_steps', self.steps.bad_steps)
+      tf.summary.scalar('skipped_steps', self.train_step.bad_steps)
       tf.summary.scalar('examples_per_second', self.config.batch_size / seconds)
 
   def _checkpoint_and_evaluate(self):
     step = self.current_step
     if step % self.config.checkpoint_every == 0:
       self._save()
-    if step % self.eval_every and step != self.num_steps:
+    if step % self.eval_every and step != self.total_steps:
       return
     name = self.data.metric_name
-    with optimizers.averaged_weights(self.optimizer, self.steps.variables):
+    with optimizers.averaged_weights(self.optimizer, self.train_step.variables):
       test_metric = self.data.metric(self.evaluator.mean_nll(self.test_data))
       with self.writers['test'].as_default(step=step):
         tf.summary.scalar(name, test_metric)
@@ -416,14 +316,14 @@ class Training:
     try:
       self.manager.save(checkpoint_number=step)
     except (tf.errors.OpError, OSError) as error:
-      raise model_dir_lib.SaveError(
+      raise run_dir.SaveError(
           self.manager.directory, step, self.last_saved, error) from error
     self.last_saved = step
 
   def _export(self):
     if not self.config.export:
       return
-    from tf_realnvp import export  # pylint: disable=g-import-not-at-top
-    with optimizers.averaged_weights(self.optimizer, self.steps.variables):
-      export.export_saved_model(self.flow,
+    from tf_realnvp.serving import saved_model  # pylint: disable=g-import-not-at-top
+    with optimizers.averaged_weights(self.optimizer, self.train_step.variables):
+      saved_model.export_saved_model(self.flow,
                                 os.path.join(self.write_dir, 'saved_model'))

@@ -1,0 +1,15 @@
+"""A run's settings, their defaults and checks, and its directory.
+
+    settings.py    Config: every setting with its default and meaning
+    presets.py     the defaults that depend on the data and the flow, and
+                   the paper's presets, as tables with their sources
+    experiment.py  resolve(config) -> Experiment: every setting checked and
+                   completed, the dataset described once, the flow factory
+    run_dir.py     the run directory: its lock and its checkpoints
+"""
+
+from tf_realnvp.config.settings import ABSENT_FIELD_VALUES
+from tf_realnvp.config.settings import Config
+from tf_realnvp.config.settings import ConfigError
+from tf_realnvp.config.settings import DECAY_LENGTH_FIELDS
+from tf_realnvp.config.settings import RESUME_FIELDS

@@ -1,0 +1,10 @@
+"""Evaluation: a flow's test figure, the run it was trained in, its pictures.
+
+    evaluator.py  Evaluator (mean NLL under a strategy), restore_flow, evaluate
+    figures.py    sample grids, 2-D density plots, the samples of a run
+"""
+
+from tf_realnvp.evaluation.evaluator import evaluate
+from tf_realnvp.evaluation.evaluator import Evaluator
+from tf_realnvp.evaluation.evaluator import restore_flow
+from tf_realnvp.evaluation.figures import write_samples
