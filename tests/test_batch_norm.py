@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tf_realnvp import bijectors
-from tf_realnvp import mode
+from tf_realnvp import training_mode
 from tf_realnvp.bijectors.batch_norm import BatchNorm
 
 tfb = tfp.bijectors
@@ -81,7 +81,7 @@ def test_training_forward_normalizes_with_the_mixed_statistics(event_shape):
   norm = batch_norm(event_shape)
   x = data(event_shape)
   mean, variance = mixed_statistics(norm, x)
-  with mode.training():
+  with training_mode.training():
     y = norm.forward(x)
     fldj = norm.forward_log_det_jacobian(x, event_ndims=len(event_shape))
   expected_y, expected_fldj = normalized(x, mean, variance, norm.epsilon)
@@ -106,7 +106,7 @@ def test_training_forward_moves_running_averages_to_the_mixture(event_shape):
   norm = batch_norm(event_shape)
   x = data(event_shape)
   mean, variance = mixed_statistics(norm, x)
-  with mode.training():
+  with training_mode.training():
     norm.forward(x)
   np.testing.assert_allclose(norm.running_mean, mean, rtol=1e-12)
   np.testing.assert_allclose(norm.running_variance, variance, rtol=1e-12)
@@ -118,7 +118,7 @@ def test_training_log_prob_updates_once_with_one_set_of_statistics():
   norm = batch_norm(IMAGE)
   x = data(IMAGE)
   mean, variance = mixed_statistics(norm, x)
-  with mode.training():
+  with training_mode.training():
     log_prob = flow(norm, IMAGE).log_prob(x)
   y, fldj = normalized(x, mean, variance, norm.epsilon)
   expected = (-0.5 * np.sum(y ** 2, axis=(1, 2, 3))
@@ -134,7 +134,7 @@ def test_training_step_traced_once_updates_on_every_call(jit_compile):
   norm = batch_norm(VECTOR)
   step = tf.function(norm.forward, jit_compile=jit_compile,
                      input_signature=[tf.TensorSpec([None, 5], tf.float64)])
-  with mode.training():
+  with training_mode.training():
     step.get_concrete_function()
   for seed in (1, 2):  # Called in evaluation mode: the trace decides.
     x = data(VECTOR, seed=seed)
@@ -151,7 +151,7 @@ def test_inverse_uses_running_averages_and_never_updates_them():
   z = data(IMAGE, seed=3)
   expected_x = np.asarray(z) * np.sqrt(variance + norm.epsilon) + mean
   expected_ildj = -normalized(z, mean, variance, norm.epsilon)[1]
-  for mode_block in (contextlib.nullcontext, mode.training):
+  for mode_block in (contextlib.nullcontext, training_mode.training):
     with mode_block():
       z = tf.identity(z)  # a tensor the cache has not seen
       x = norm.inverse(z)
@@ -167,7 +167,7 @@ def test_evaluation_round_trip_after_training_updates():
   """Once training has moved the averages, evaluation is again an exact
   bijection, with the new averages."""
   norm = batch_norm(IMAGE)
-  with mode.training():
+  with training_mode.training():
     norm.forward(data(IMAGE, seed=4))
   x = data(IMAGE, seed=5)
   z = norm.forward(x)
@@ -185,7 +185,7 @@ def test_cache_hands_back_no_result_of_the_other_mode_or_older_averages():
   x = data(VECTOR)
   before = norm.forward(x)  # cached while `before` lives
   mean, variance = mixed_statistics(norm, x)
-  with mode.training():
+  with training_mode.training():
     trained = norm.forward(x)
     trained_fldj = norm.forward_log_det_jacobian(x, event_ndims=1)
     norm.forward(data(VECTOR, seed=1))  # moves the averages again
@@ -219,7 +219,7 @@ def test_two_batch_norms_of_the_same_size_do_not_share_cached_results():
 def training_loss(x, event_shape, seed=7):
   """`-sum log_prob(x)` in training mode, from fresh running averages."""
   norm = batch_norm(event_shape, seed=seed)
-  with mode.training():
+  with training_mode.training():
     return -tf.reduce_sum(flow(norm, event_shape).log_prob(x)), norm
 
 
@@ -260,7 +260,7 @@ def test_mirrored_replicas_match_one_device_on_the_global_batch(two_replicas):
     mirrored_norm = batch_norm(IMAGE)
 
   def replica_step(x):
-    with mode.training():  # Inside: replicas run in threads of their own.
+    with training_mode.training():  # Inside: replicas run in threads of their own.
       with tf.GradientTape() as tape:
         tape.watch(x)
         log_prob = flow(mirrored_norm, IMAGE).log_prob(x)
@@ -281,7 +281,7 @@ def test_mirrored_replicas_match_one_device_on_the_global_batch(two_replicas):
   norm = batch_norm(IMAGE)
   statistics = mixed_statistics(norm, x)
   y, fldj = normalized(x, *statistics, norm.epsilon)
-  with mode.training(), tf.GradientTape() as tape:
+  with training_mode.training(), tf.GradientTape() as tape:
     tape.watch(x)
     log_prob = flow(norm, IMAGE).log_prob(x)
     loss = -tf.reduce_sum(log_prob)
@@ -296,7 +296,7 @@ def test_mirrored_replicas_match_one_device_on_the_global_batch(two_replicas):
 
 def test_checkpoint_round_trip_restores_the_running_averages(tmp_path):
   norm = batch_norm(IMAGE)
-  with mode.training():
+  with training_mode.training():
     norm.forward(data(IMAGE))
   path = tf.train.Checkpoint(norm=norm).write(str(tmp_path / 'ckpt'))
   fresh = BatchNorm(IMAGE[-1], dtype=tf.float64)
@@ -341,7 +341,7 @@ def test_training_on_an_empty_batch_leaves_the_running_averages_unchanged(
   empty = tf.zeros((0,) + event_shape, tf.float64)
   forward = tf.function(norm.forward, input_signature=[
       tf.TensorSpec((None,) + event_shape, tf.float64)])
-  with mode.training():
+  with training_mode.training():
     assert norm.forward(empty).shape == empty.shape
     assert forward(empty).shape == empty.shape
     fldj = norm.forward_log_det_jacobian(tf.identity(empty),

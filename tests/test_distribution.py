@@ -11,7 +11,7 @@ import tensorflow_probability as tfp
 
 import tf_realnvp
 from tf_realnvp import bijectors
-from tf_realnvp import mode
+from tf_realnvp import training_mode
 
 tfb = tfp.bijectors
 
@@ -140,7 +140,7 @@ def test_batch_norm_couplings_normalize_every_coupling_output(
   changed = tf.concat([x[:1], 0.1 * x[1:]], axis=0)
   np.testing.assert_allclose(f.log_prob(x)[0], f.log_prob(x[:1])[0],
                              rtol=1e-5)
-  with mode.training():
+  with training_mode.training():
     first, second = (f.log_prob(batch)[0] for batch in (x, changed))
   assert abs(float(first - second)) > 1e-2
 
@@ -472,7 +472,7 @@ def test_empty_batches_give_empty_log_probs_and_samples(name):
   for results in ([nvp.log_prob(empty), nvp.sample(0)],
                   [log_prob(empty), sample(0)]):
     assert [r.shape for r in results] == [(0,), (0,) + event_shape]
-  with mode.training():
+  with training_mode.training():
     assert nvp.log_prob(empty).shape == (0,)
   for old, new in zip(before, nvp.variables):
     np.testing.assert_array_equal(new, old, err_msg=new.name)

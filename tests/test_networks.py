@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_realnvp import mode
 from tf_realnvp import networks
+from tf_realnvp import training_mode
 
 CONDITIONERS = {
     'resnet': (lambda **kwargs: networks.ResNetConditioner(
@@ -177,7 +177,7 @@ def test_batch_norm_uses_batch_statistics_only_in_training_mode():
   evaluation = [net(batch)[1][0] for batch in (x, changed)]
   np.testing.assert_allclose(evaluation[0], evaluation[1], atol=1e-6)
   np.testing.assert_allclose(evaluation[0], net(x[:1])[1][0], atol=1e-6)
-  with mode.training():
+  with training_mode.training():
     training = [net(batch)[1][0] for batch in (x, changed)]
   assert np.max(np.abs(training[0] - training[1])) > 1e-3
 
@@ -188,7 +188,7 @@ def test_batch_norm_updates_running_averages_only_in_training_mode():
   before = norm.moving_mean.numpy()
   net(x)
   np.testing.assert_array_equal(norm.moving_mean.numpy(), before)
-  with mode.training():
+  with training_mode.training():
     net(x)
   batch_mean = np.mean(x.numpy(), axis=(0, 1, 2))
   np.testing.assert_allclose(norm.moving_mean.numpy(),
@@ -208,11 +208,11 @@ def test_batch_norm_statistics_are_synchronized_across_replicas(two_replicas):
 
   halves = strategy.experimental_distribute_values_from_function(
       lambda context: x[3 * context.replica_id_in_sync_group:][:3])
-  with mode.training():  # Set around the call: the replicas' threads see it.
+  with training_mode.training():  # Set around the call: the replicas' threads see it.
     per_replica = strategy.run(tf.function(lambda batch: net(batch)[1]),
                                (halves,))
   distributed = tf.concat(strategy.experimental_local_results(per_replica), 0)
-  with mode.training():
+  with training_mode.training():
     expected = single(x)[1]
     first_half_alone = single(x[:3])[1]
   # Synchronized statistics use E[x^2] - E[x]^2, a float32 round-off of

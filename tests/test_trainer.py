@@ -19,8 +19,8 @@ import tensorflow_datasets as tfds
 from tf_realnvp import config as config_lib
 from tf_realnvp import evaluation
 from tf_realnvp import input_pipeline
-from tf_realnvp import mode
 from tf_realnvp import training
+from tf_realnvp import training_mode
 from tf_realnvp.config import experiment
 from tf_realnvp.config import presets
 from tf_realnvp.training import optimizers
@@ -227,7 +227,7 @@ def test_train_step_runs_the_flow_in_training_mode_and_evaluation_does_not():
   log_prob = flow.log_prob
 
   def recording_log_prob(x):
-    modes.append(mode.is_training())
+    modes.append(training_mode.is_training())
     return log_prob(x)
 
   flow.log_prob = recording_log_prob

@@ -19,13 +19,14 @@ _DEFINED_IN = {
 _MOVED = {
     'objective': 'flows.objective', 'optimizers': 'training.optimizers',
     'distribution': 'flows', 'experiment': 'config.experiment',
+    'mode': 'training_mode',
 }
 
 __all__ = [
     'FlowModel', 'RealNVP', 'bijectors', 'bits_per_dim', 'config',
     'couplings', 'dequantize', 'evaluation', 'flows', 'make_flow', 'mode',
     'networks', 'objective', 'optimizers', 'serving', 'training',
-    'weight_scale_l2', 'with_temperature',
+    'training_mode', 'weight_scale_l2', 'with_temperature',
 ]
 
 

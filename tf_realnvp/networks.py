@@ -18,7 +18,7 @@ Weight normalization, unlike batch normalization, makes each example's
 density a function of that example alone: the same numbers in training and
 evaluation, on one device or many. The ResNet can add batch normalization
 (`batch_norm=True`), which uses the batch's statistics in training mode
-(`tf_realnvp.mode`) and running averages otherwise.
+(`tf_realnvp.training_mode`) and running averages otherwise.
 
 Under a mixed policy (`dtype='mixed_bfloat16'`) the hidden layers compute in
 bfloat16, while the first layer, the residual stream and the head stay in
@@ -33,7 +33,7 @@ import keras
 from keras import ops
 import tensorflow as tf
 
-from tf_realnvp import mode
+from tf_realnvp import training_mode
 from tf_realnvp.bijectors import spline_coupling
 
 
@@ -103,7 +103,7 @@ class PreActivation(keras.layers.Layer):
   """`relu(x)`, or `relu(batch_norm(x))` with `batch_norm=True`.
 
   Batch normalization (Ioffe & Szegedy, 2015) runs in training mode inside
-  `tf_realnvp.mode.training()` (statistics of the batch, synchronized across
+  `tf_realnvp.training_mode.training()` (statistics of the batch, synchronized across
   replicas, running averages updated) and uses its running averages
   otherwise.
   """
@@ -115,7 +115,7 @@ class PreActivation(keras.layers.Layer):
 
   def call(self, x):
     if self.norm is not None:
-      x = self.norm(x, training=mode.is_training())
+      x = self.norm(x, training=training_mode.is_training())
     return ops.relu(x)
 
 
@@ -263,7 +263,7 @@ class ResNetConditioner(_Conditioner):
     spline_bins: K > 0: return the raw parameters of a `SplineCoupling` of
       K bins instead of `(shift, log_scale)`.
     batch_norm: batch normalization before every ReLU (and of the input with
-      `concat_relu_input`); see `tf_realnvp.mode`.
+      `concat_relu_input`); see `tf_realnvp.training_mode`.
     concat_relu_input: whether the stem reads `relu(concat(x, -x))`.
     skip_outputs: whether the head reads the sum of 1x1 convolutions of every
       block's output.
@@ -293,7 +293,7 @@ class ResNetConditioner(_Conditioner):
   def call(self, x, context=None):
     if self.concat_relu_input:
       if self.input_norm is not None:
-        x = self.input_norm(x, training=mode.is_training())
+        x = self.input_norm(x, training=training_mode.is_training())
       x = ops.relu(ops.concatenate([x, -x], axis=-1))
     h = self._add_context(self.stem(x), context)
     if self.skips is None:

@@ -4,7 +4,7 @@ import tensorflow as tf
 from tensorflow_probability.python.internal import cache_util
 from tensorflow_probability.python.internal import prefer_static as ps
 
-from tf_realnvp import mode
+from tf_realnvp import training_mode
 from tf_realnvp.bijectors.one_pass import OnePassBijector
 from tf_realnvp.bijectors.own_variables import OwnVariables
 
@@ -27,7 +27,7 @@ class _CacheByStatistics(cache_util.BijectorCacheWithGreedyAttrs):
   """
 
   def _key(self):
-    if mode.is_training():
+    if training_mode.is_training():
       return 'training'
     return ('evaluation', self.bijector.statistics_version)
 
@@ -58,14 +58,14 @@ class BatchNorm(OwnVariables, OnePassBijector):
   `-H * W / 2 * sum_c log(sigma~_c^2 + eps)`. There is no learned scale or
   shift (the paper's form); the couplings around it provide them.
 
-  Which statistics `mu~`, `sigma~^2` are depends on `tf_realnvp.mode`:
+  Which statistics `mu~`, `sigma~^2` are depends on `tf_realnvp.training_mode`:
 
   - Evaluation (the default): the running averages `running_mean`,
     `running_variance` (non-trainable variables, initially 0 and 1). The
     bijector is a fixed affine map: each example's density depends on that
     example alone, `log_prob` is an exact density, and `forward` and
     `inverse` are exact inverses.
-  - Training (inside `with mode.training():`), in the data-to-latent
+  - Training (inside `with training_mode.training():`), in the data-to-latent
     direction (`forward`, and `log_prob` of a flow built on
     `Invert(...)`): with the batch's mean `mu^` and (biased) variance
     `sigma^2` per channel, over every axis but the last (for images over
@@ -115,7 +115,7 @@ class BatchNorm(OwnVariables, OnePassBijector):
 
   ```python
   norm = BatchNorm(channels=3)
-  with tf_realnvp.mode.training():
+  with tf_realnvp.training_mode.training():
     z = norm.forward(x)   # x: [batch, 32, 32, 3]; mixed statistics, updated
   z = norm.forward(x)     # evaluation: the running averages
   ```
@@ -253,7 +253,7 @@ class BatchNorm(OwnVariables, OnePassBijector):
 
   def _forward_and_log_det(self, x):
     self._check_channels(x)
-    if mode.is_training():
+    if training_mode.is_training():
       mean, variance = self._training_statistics(x)
     else:
       mean = tf.convert_to_tensor(self._running_mean)

@@ -76,7 +76,7 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
   `batch_norm_couplings=True` follows every coupling (every Glow step) with
   the paper's `BatchNorm` bijector, and `conditioner_options=dict(
   batch_norm=True)` puts batch normalization inside the s/t ResNets. Both use
-  the batch's statistics inside `tf_realnvp.mode.training()`, where an
+  the batch's statistics inside `tf_realnvp.training_mode.training()`, where an
   example's `log_prob` depends on the rest of its batch (a training
   objective), and running averages otherwise, where `log_prob` is an exact
   per-example density. Statistics are synchronized across replicas.

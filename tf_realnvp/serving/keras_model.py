@@ -34,7 +34,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tf_realnvp import flows
-from tf_realnvp import mode
+from tf_realnvp import training_mode
 from tf_realnvp.bijectors.actnorm import initialize_actnorms
 from tf_realnvp.flows import objective
 from tf_realnvp.flows.flow import context_of
@@ -52,7 +52,7 @@ class FlowModel(keras.Model):
 
   `fit` minimizes `tf_realnvp.objective.loss` (the negative log-likelihood
   per dimension plus `l2` times the squared weight-normalization gains) in
-  `tf_realnvp.mode.training()`; `evaluate` computes it in evaluation mode.
+  `tf_realnvp.training_mode.training()`; `evaluate` computes it in evaluation mode.
   Both report `loss` (the objective) and the negative log-likelihood without
   the penalty: `bits_per_dim` for images (`objective.nats_to_bits_per_dim`),
   `nll_nats` (nats per event) for vectors. `model(x)` is `flow.log_prob(x)`.
@@ -182,7 +182,7 @@ class FlowModel(keras.Model):
   def train_step(self, data):
     x, context = self._events_and_context(data)
     with tf.GradientTape() as tape:
-      with mode.training():
+      with training_mode.training():
         loss, mean_nll = objective.loss(self.flow, x, self.l2, context)
       # Keras's optimizer sums the replicas' gradients.
       replicas = tf.distribute.get_strategy().num_replicas_in_sync

@@ -4,7 +4,7 @@
 import tensorflow as tf
 
 from tf_realnvp import flows
-from tf_realnvp import mode
+from tf_realnvp import training_mode
 from tf_realnvp.flows import objective
 from tf_realnvp.training import strategies
 
@@ -64,12 +64,12 @@ class TrainStep:
 
     Every replica has an equal share of the global batch, so the replicas'
     summed gradients are those of `objective.loss` on the whole batch. The
-    forward pass runs in training mode (`tf_realnvp.mode`): batch
+    forward pass runs in training mode (`tf_realnvp.training_mode`): batch
     normalization uses and updates the batch's statistics.
     """
     x, context = objective.events_and_context(batch)
     with tf.GradientTape() as tape:
-      with mode.training():
+      with training_mode.training():
         loss, mean_nll = objective.loss(self.flow, x, self.l2, context)
       loss = loss / self.strategy.num_replicas_in_sync
     nll_sum = mean_nll * tf.cast(tf.shape(x)[0], mean_nll.dtype)

@@ -6,7 +6,7 @@ with the statistics of the current batch in training and with running
 averages in evaluation. A flow's `log_prob` and `sample` are TFP calls with
 no `training` argument, so the mode is set around them:
 
-    with tf_realnvp.mode.training():
+    with tf_realnvp.training_mode.training():
       loss = -tf.reduce_mean(flow.log_prob(x))   # batch statistics, updated
 
 Outside the block every layer is in evaluation mode: each example's density
