@@ -23,8 +23,8 @@ from absl import app
 from absl import flags
 
 from tf_realnvp import config as config_lib
+from tf_realnvp import data
 from tf_realnvp import experiment as experiment_lib
-from tf_realnvp import image_sources
 from tf_realnvp import model_dir
 from tf_realnvp import trainer
 
@@ -90,8 +90,8 @@ if __name__ == '__main__':
   app.run(console.exit_on_errors(main, {
       experiment_lib.ConfigError: USAGE_ERROR,
       trainer.TrainingInterrupted: INTERRUPTED,
-      image_sources.DatasetUnavailableError: 1,
-      image_sources.DataError: 1,
+      data.DatasetUnavailableError: 1,
+      data.DataError: 1,
       model_dir.ModelDirBusyError: 1,
       model_dir.NoIntactCheckpointError: 1,
       model_dir.SaveError: 1,

@@ -12,12 +12,12 @@ import importlib
 _DEFINED_IN = {
     'RealNVP': 'distribution', 'couplings': 'distribution',
     'weight_scale_l2': 'distribution', 'with_temperature': 'distribution',
-    'dequantize': 'dequantization', 'make_flow': 'flows',
+    'dequantize': 'data', 'make_flow': 'flows',
     'bits_per_dim': 'metrics', 'FlowModel': 'keras_model',
 }
 
 __all__ = [
-    'FlowModel', 'RealNVP', 'bijectors', 'bits_per_dim', 'couplings',
+    'FlowModel', 'RealNVP', 'bijectors', 'bits_per_dim', 'couplings', 'data',
     'dequantize', 'flows', 'make_flow', 'mode', 'networks', 'objective',
     'optimizers', 'weight_scale_l2', 'with_temperature',
 ]

@@ -245,7 +245,7 @@ class Flow(transformed_distribution._TransformedDistribution):  # pylint: disabl
           f'{self.name}.{method}: events must be {self.dtype.name}, got '
           f'{dtype.name}. Cast them, e.g. tf.cast(x, {self.dtype.name!r}); '
           '8-bit pixels need dequantization first (x + uniform noise in '
-          '[0, 1), tf_realnvp.dequantization).')
+          '[0, 1), tf_realnvp.data.dequantize).')
     return value
 
   def log_prob(self, value, name='log_prob', **kwargs):
@@ -274,7 +274,7 @@ class Flow(transformed_distribution._TransformedDistribution):  # pylint: disabl
 
   def _moment(self, what):
     self._not_tractable(
-        what, f'estimate it from samples, e.g. over flow.sample(10000).')
+        what, 'estimate it from samples, e.g. over flow.sample(10000).')
 
   def _mean(self, **kwargs):
     self._moment('mean')

@@ -12,9 +12,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tf_realnvp import data as data_lib
 from tf_realnvp import distribution
 from tf_realnvp import experiment as experiment_lib
-from tf_realnvp import input_pipeline
 from tf_realnvp import model_dir as model_dir_lib
 from tf_realnvp import objective
 from tf_realnvp import plots
@@ -120,7 +120,7 @@ def write_samples(flow, experiment, model_dir, step, writer, temperature=1.):
     with writer.as_default(step=step):
       tf.summary.image('samples', grid[None].astype(np.float32) / 255.)
   else:
-    data = input_pipeline.sample_toy(config.dataset, 2000, config.seed + 1)
+    data = data_lib.sample_toy(config.dataset, 2000, config.seed + 1)
     plots.density_plot(
         functools.partial(marginal_log_prob, flow, num_classes), samples,
         path, data=data, title=f'{config.dataset}, step {step}',

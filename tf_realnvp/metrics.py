@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from tf_realnvp.dequantization import dequantize
+from tf_realnvp.data import dequantize
 from tf_realnvp.objective import nats_to_bits_per_dim
 
 
