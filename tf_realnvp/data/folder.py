@@ -186,9 +186,9 @@ class FolderSource(sources.Source):
           'read: are they PNG or JPEG?')
     if grayscale and colour:
       logging.warning(
-          '%s holds colour images: its %d grayscale images are converted to '
+          '%s holds colour images: its %d grayscale image%s converted to '
           'RGB (--channels=1 makes every image grayscale).', self.root,
-          grayscale)
+          grayscale, ' is' if grayscale == 1 else 's are')
     return 3 if colour else 1
 
   def num_examples(self, split):
