@@ -216,8 +216,9 @@ def load(model_dir):
 def resolve(config):
   """Checks `config` and completes it; returns the run's `Experiment`.
 
-  Describes the dataset (`data.describe`) and reads no data: a bad setting
-  fails here, before anything is loaded.
+  Describes the dataset once (`data.describe`: no images are read; a folder
+  is listed and its files' headers read): a bad setting fails here, before
+  anything is loaded.
 
   Raises:
     ConfigError: for a setting that cannot work, with what to do instead.
