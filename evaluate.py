@@ -21,9 +21,9 @@ import json
 from absl import app
 from absl import flags
 
+from tf_realnvp import data
 from tf_realnvp import evaluation
 from tf_realnvp.config import experiment as experiment_lib
-from tf_realnvp import image_sources
 
 flags.DEFINE_string('model_dir', None, 'The --model_dir of a training run.')
 flags.DEFINE_integer('num_dequantizations', 1,
@@ -48,7 +48,7 @@ def main(argv):
 if __name__ == '__main__':
   app.run(console.exit_on_errors(main, {
       experiment_lib.ConfigError: 2,
-      image_sources.DatasetUnavailableError: 1,
-      image_sources.DataError: 1,
+      data.DatasetUnavailableError: 1,
+      data.DataError: 1,
       FileNotFoundError: 1,
   }), argv=ARGV)

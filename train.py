@@ -23,10 +23,10 @@ from absl import app
 from absl import flags
 
 from tf_realnvp import config as config_lib
-from tf_realnvp.config import experiment as experiment_lib
-from tf_realnvp import image_sources
-from tf_realnvp.config import run_dir
+from tf_realnvp import data
 from tf_realnvp import training
+from tf_realnvp.config import experiment as experiment_lib
+from tf_realnvp.config import run_dir
 
 # Exit codes: 0 done, 1 a problem with the data or the run directory, or a
 # diverged run; 2 a setting that cannot work; 130 stopped by a signal, with a
@@ -90,8 +90,8 @@ if __name__ == '__main__':
   app.run(console.exit_on_errors(main, {
       experiment_lib.ConfigError: USAGE_ERROR,
       training.TrainingInterrupted: INTERRUPTED,
-      image_sources.DatasetUnavailableError: 1,
-      image_sources.DataError: 1,
+      data.DatasetUnavailableError: 1,
+      data.DataError: 1,
       run_dir.ModelDirBusyError: 1,
       run_dir.NoIntactCheckpointError: 1,
       run_dir.SaveError: 1,

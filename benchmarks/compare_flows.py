@@ -3,7 +3,7 @@ r"""RealNVP against NICE, NSF, MAF, IAF, Glow and FFJORD on 2-D toy densities.
     python -m benchmarks.compare_flows --out_dir=compare_flows_results
 
 Every flow of `--flows` (`tf_realnvp.flows`, in its default size) is trained
-on every dataset of `--datasets` (the 2-D toys of `tf_realnvp.input_pipeline`)
+on every dataset of `--datasets` (the 2-D toys of `tf_realnvp.data.toys`)
 exactly as `python train.py --dataset=D --flow=K` trains it: the same
 trainer, objective and defaults (`tf_realnvp.experiment`: the 2-D recipes
 of RealNVP and NSF, the paper's for the others; 6000 steps of 256 points),
@@ -41,24 +41,23 @@ from absl import flags
 from absl import logging
 import keras
 import matplotlib
-
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 import tensorflow as tf
 
 from tf_realnvp import config
+from tf_realnvp import data
 from tf_realnvp import evaluation
 from tf_realnvp import flows
-from tf_realnvp import input_pipeline
 from tf_realnvp import training
 from tf_realnvp.config import experiment
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('flows', list(flows.FLOWS),
                   f'Flows to train, from {list(flows.FLOWS)}.')
-flags.DEFINE_list('datasets', list(input_pipeline.TOY_DATASETS),
-                  f'2-D datasets, from {list(input_pipeline.TOY_DATASETS)}.')
+flags.DEFINE_list('datasets', list(data.TOY_DATASETS),
+                  f'2-D datasets, from {list(data.TOY_DATASETS)}.')
 flags.DEFINE_integer('steps', None, 'Training steps per flow and dataset '
                      '(default: train.py\'s).')
 flags.DEFINE_integer('batch_size', None, 'Points per training batch (default: '
@@ -138,8 +137,8 @@ def density_grid():
 def compare_one(kind, dataset, work_dir, seed, **overrides):
   """Trains one flow on one dataset; returns its table row and density grid."""
   keras.utils.set_random_seed(seed)
-  test_points = tf.constant(input_pipeline.sample_toy(
-      dataset, *input_pipeline.TOY_SPLITS['test']))
+  test_points = tf.constant(data.sample_toy(
+      dataset, *data.TOY_SPLITS['test']))
   start = time.perf_counter()
   settings, result, flow = train(
       kind, dataset, os.path.join(work_dir, f'{kind}_{dataset}'), seed,
@@ -156,7 +155,7 @@ def compare_one(kind, dataset, work_dir, seed, **overrides):
       parameters=sum(int(np.prod(v.shape)) for v in flow.trainable_variables))
   if dataset == '8gaussians':
     row['true_nll'] = -float(np.mean(
-        input_pipeline.toy_log_prob_8gaussians(test_points.numpy())))
+        data.toy_log_prob_8gaussians(test_points.numpy())))
     row['gap_to_true_density'] = test_nll - row['true_nll']
   density = np.exp(log_prob(density_grid()).numpy())
   logging.info('%s on %s: test NLL %.3f nats, %.1f s of training.', kind,
@@ -245,8 +244,8 @@ def plot_densities(densities, kinds, datasets, path):
       figsize=(2 * (len(kinds) + 1), 2 * len(datasets)))
   extent = (-EXTENT, EXTENT) * 2
   for row, dataset in zip(axes, datasets):
-    points = input_pipeline.sample_toy(
-        dataset, *input_pipeline.TOY_SPLITS['train'])
+    points = data.sample_toy(
+        dataset, *data.TOY_SPLITS['train'])
     histogram, _, _ = np.histogram2d(
         points[:, 1], points[:, 0], bins=RESOLUTION, range=[(-EXTENT, EXTENT)] * 2)
     row[0].imshow(histogram, origin='lower', extent=extent, cmap='viridis')
@@ -278,7 +277,7 @@ def compare(kinds, datasets, out_dir, seed, dimension_kinds=(),
   """
   unknown = ([k for k in list(kinds) + list(dimension_kinds)
               if k not in flows.FLOWS]
-             + [d for d in datasets if d not in input_pipeline.TOY_DATASETS])
+             + [d for d in datasets if d not in data.TOY_DATASETS])
   if unknown:
     raise ValueError(f'Unknown flows or datasets: {unknown}.')
   rows, densities = [], {}

@@ -5,7 +5,7 @@
 prepares a mock TFDS dataset of random 8-bit images (`mock_images/32x32`,
 CIFAR-10's shape, and `mock_images/64x64`, ImageNet64's) as array_record
 files in `--data_dir`, then, each in a fresh process, iterates
-`input_pipeline.make_dataset` over its training split, shuffled, flipped and
+`data.make_dataset` over its training split, shuffled, flipped and
 dequantized as training reads it, with the split held in memory or streamed
 from the files at random access, and prints images/s (after the first batch)
 and the process's peak resident memory.
@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tf_realnvp import input_pipeline
+from tf_realnvp import data
 
 flags.DEFINE_string('data_dir', '/tmp/mock_tfds', 'Where the mock data go.')
 flags.DEFINE_integer('num_images', 50_000, 'Training images per dataset.')
@@ -62,7 +62,7 @@ class MockImages(tfds.core.GeneratorBasedBuilder):
 
 def measure(name, stream):
   start = time.perf_counter()
-  dataset = input_pipeline.make_dataset(
+  dataset = data.make_dataset(
       name, 'train', 64, seed=0, data_dir=FLAGS.data_dir, random_flip=True,
       download=False, stream=stream)
   batches = iter(dataset)

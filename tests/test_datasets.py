@@ -1,6 +1,7 @@
 """Tests of the image sources: TFDS datasets by name (mocked), a folder of
 PNG/JPEG files, a .npz file, streaming from disk, bad data, and --preset."""
 
+import dataclasses
 import json
 import logging
 import os
@@ -12,11 +13,12 @@ import tensorflow_datasets as tfds
 
 from tests.test_cli import run
 from tf_realnvp import config as config_lib
+from tf_realnvp import data
 from tf_realnvp import evaluation
-from tf_realnvp import image_sources
-from tf_realnvp import input_pipeline
 from tf_realnvp import training
 from tf_realnvp.config import experiment
+from tf_realnvp.data import folder as folder_lib
+from tf_realnvp.data import sources
 
 # The smallest run that trains and evaluates an image model.
 TINY = dict(num_scales=1, num_res_blocks=1, num_filters=4, batch_size=4,
@@ -68,9 +70,41 @@ def test_a_tfds_dataset_by_name_trains_and_evaluates(tmp_path, name,
   assert saved['image_size'] == settings.get('image_size')
 
 
+@pytest.fixture
+def builder_calls(monkeypatch):
+  """The names `tfds.builder` is called with."""
+  calls = []
+  builder = tfds.builder
+
+  def counted(name, *args, **kwargs):
+    calls.append(name)
+    return builder(name, *args, **kwargs)
+
+  monkeypatch.setattr(tfds, 'builder', counted)
+  return calls
+
+
+def test_a_run_makes_the_tfds_builder_once(tmp_path, builder_calls):
+  """Resolving, the step count and both streams share one description."""
+  config = config_lib.Config(dataset='cifar10', model_dir=str(tmp_path / 'run'),
+                             **TINY)
+  with tfds.testing.mock_data(num_examples=8):
+    run = experiment.resolve(config)
+    assert run.steps_per_epoch() == 2
+    assert take(run.dataset('train'), 1)[0].shape == (4, 32, 32, 3)
+    assert take(run.dataset('test'), 1)[0].shape == (4, 32, 32, 3)
+    assert builder_calls == ['cifar10']
+    training.train_and_evaluate(run)
+    assert builder_calls == ['cifar10']
+    # Resumed: the run's own resolve, not another for the check.
+    training.train_and_evaluate(experiment.resolve(
+        dataclasses.replace(config, train_steps=3)))
+  assert builder_calls == ['cifar10'] * 2
+
+
 def test_lsun_crops_at_random_in_training_and_centrally_in_testing():
   with tfds.testing.mock_data(num_examples=4):
-    make = lambda random_crop: take(input_pipeline.make_dataset(
+    make = lambda random_crop: take(data.make_dataset(
         'lsun/tower', 'train', 4, seed=0, image_size=8, download=False,
         random_crop=random_crop, shuffle=False), 2)
     central, cropped = make(False), make(True)
@@ -126,7 +160,7 @@ def test_a_folder_trains_with_labels_and_counts_the_corrupt_file(
 
 def test_folder_labels_are_the_class_subfolders(folder):
   for split in ('train', 'test'):
-    dataset = input_pipeline.make_dataset(
+    dataset = data.make_dataset(
         f'folder:{folder}', split, 4, seed=0, image_size=8, channels=3,
         labels=True, shuffle=False, repeat=False, drop_remainder=False)
     x, labels = map(np.concatenate, zip(*take(dataset, 100)))
@@ -139,12 +173,12 @@ def test_folder_labels_are_the_class_subfolders(folder):
 
 
 def test_the_folder_split_is_stable_when_files_are_added(folder):
-  before = {split: image_sources.folder_split(folder, split)[0]
+  before = {split: folder_lib.folder_split(folder, split)[0]
             for split in ('train', 'test')}
   assert before['train'] and before['test']
   for i in range(20):
     write_image(os.path.join(folder, 'dark', f'new{i}.png'), image(40))
-  after = {split: image_sources.folder_split(folder, split)[0]
+  after = {split: folder_lib.folder_split(folder, split)[0]
            for split in ('train', 'test')}
   for split in ('train', 'test'):
     assert set(before[split]) < set(after[split])
@@ -156,11 +190,39 @@ def test_grayscale_stays_one_channel_and_converts_as_asked(tmp_path):
   for i in range(12):
     write_image(os.path.join(root, f'{i}.png'), image(100, channels=1))
   name = f'folder:{root}'
-  assert input_pipeline.event_shape(name, image_size=8) == (8, 8, 1)
-  assert input_pipeline.num_classes(name) is None
-  batch, = take(input_pipeline.make_dataset(name, 'train', 4, 0,
+  assert data.describe(name, image_size=8).event_shape == (8, 8, 1)
+  assert data.describe(name).num_classes is None
+  batch, = take(data.make_dataset(name, 'train', 4, 0,
                                             image_size=8, channels=3), 1)
   assert batch.shape == (4, 8, 8, 3) and np.all(np.floor(batch) == 100)
+
+
+def test_a_folder_mixing_grayscale_and_colour_is_rgb(tmp_path, caplog):
+  root = str(tmp_path / 'mixed')
+  for i in range(12):  # 0-5 grayscale (PNG and JPEG), 6-11 colour.
+    extension = '.png' if i % 2 else '.jpg'
+    write_image(os.path.join(root, f'{i}{extension}'),
+                image(10 * i, channels=1 + 2 * (i > 5)))
+  name = f'folder:{root}'
+  with caplog.at_level(logging.WARNING):
+    assert data.describe(name, image_size=8).event_shape == (8, 8, 3)
+  notes = [r.getMessage() for r in caplog.records
+           if 'grayscale' in r.getMessage()]
+  assert notes == [f'{root} holds colour images: its 6 grayscale images are '
+                   'converted to RGB (--channels=1 makes every image '
+                   'grayscale).']
+  x = np.concatenate(take(data.make_dataset(
+      name, 'train', 1, 0, image_size=8, shuffle=False, repeat=False), 12))
+  assert x.shape[1:] == (8, 8, 3)
+  pixels = np.floor(x)
+  grayscale = pixels.mean(axis=(1, 2, 3)) < 55  # The values 0-50.
+  assert grayscale.any() and not grayscale.all()
+  # A converted image's three channels are its gray value.
+  np.testing.assert_array_equal(pixels[grayscale, ..., 0],
+                                pixels[grayscale, ..., 1])
+  np.testing.assert_array_equal(pixels[grayscale, ..., 0],
+                                pixels[grayscale, ..., 2])
+  assert data.describe(name, channels=1).event_shape == (32, 32, 1)
 
 
 @pytest.mark.parametrize('make_folder, settings, message', [
@@ -169,10 +231,6 @@ def test_grayscale_stays_one_channel_and_converts_as_asked(tmp_path):
     (lambda root: [write_image(os.path.join(root, f'{i}.png'), image(9, 3, 6))
                    for i in range(12)], {},
      'smaller than --image_size=8: choose a smaller --image_size'),
-    (lambda root: [write_image(os.path.join(root, f'{i}.png'),
-                               image(9, channels=1 + 2 * (i > 5)))
-                   for i in range(12)], {},
-     'mixes grayscale and colour images'),
     (lambda root: [write_image(os.path.join(root, f'{i}.jpg'), image(9))
                    for i in range(11)] + [
                        write_corrupt(os.path.join(root, 'x.jpg'))],
@@ -182,8 +240,8 @@ def test_bad_folders_are_one_line_errors(tmp_path, make_folder, settings,
                                          message):
   root = str(tmp_path / 'bad')
   make_folder(root)
-  with pytest.raises(image_sources.DataError, match=message) as error:
-    take(input_pipeline.make_dataset(f'folder:{root}', 'train', 4, 0,
+  with pytest.raises(data.DataError, match=message) as error:
+    take(data.make_dataset(f'folder:{root}', 'train', 4, 0,
                                      image_size=8, **settings), 1)
   assert '\n' not in str(error.value)
 
@@ -203,6 +261,30 @@ def test_a_missing_folder_is_a_setting_error():
     experiment.resolve(config_lib.Config(dataset='folder:/no/such/folder'))
 
 
+def test_describe_tells_the_sources_apart_by_the_name_alone(
+    tmp_path, monkeypatch):
+  """The one dispatch on the name is `describe`'s: no TFDS builder for the
+  other sources, and their splits are read without the name."""
+  monkeypatch.setattr(tfds, 'builder', None)
+  root = str(tmp_path / 'images')
+  for i in range(12):
+    write_image(os.path.join(root, f'{i}.png'), image(10 * i))
+  path = str(tmp_path / 'data.npz')
+  np.savez(path, train=np.zeros((4, 8, 8, 3), np.uint8),
+           test=np.zeros((2, 8, 8, 3), np.uint8))
+  described = {name: data.describe(name, image_size=8) for name in
+               ('moons', f'folder:{root}', f'npz:{path}')}
+  assert [type(s).__name__ for s in described.values()] == [
+      'ToySource', 'FolderSource', 'NpzSource']
+  for name, source in described.items():
+    size = source.num_examples('train')
+    if source.is_image:  # Nothing downstream asks the name again.
+      source.name = 'nosuch'
+    batch, = take(data.batches(source, 'train', 2, 0), 1)
+    assert batch.shape == (2,) + source.event_shape, name
+    assert source.num_examples('train') == size
+
+
 # A .npz file.
 
 
@@ -213,16 +295,16 @@ def test_npz_arrays_with_labels(tmp_path):
   np.savez(path, train=train_images, test=train_images[:2],
            train_labels=np.arange(6) % 3, test_labels=[0, 1])
   name = f'npz:{path}'
-  assert input_pipeline.event_shape(name) == (8, 8, 1)
-  assert input_pipeline.num_classes(name) == 3
-  assert input_pipeline.num_examples(name, 'test') == 2
-  x, labels = take(input_pipeline.make_dataset(
+  assert data.describe(name).event_shape == (8, 8, 1)
+  assert data.describe(name).num_classes == 3
+  assert data.describe(name).num_examples('test') == 2
+  x, labels = take(data.make_dataset(
       name, 'train', 6, 0, labels=True, shuffle=False), 1)[0]
   np.testing.assert_array_equal(np.floor(x[..., 0]), train_images)
   np.testing.assert_array_equal(labels, np.arange(6) % 3)
   np.savez(path, train=train_images.astype(np.float32), test=train_images)
-  with pytest.raises(image_sources.DataError, match='expected uint8'):
-    input_pipeline.event_shape(name)
+  with pytest.raises(data.DataError, match='expected uint8'):
+    data.describe(name).event_shape
 
 
 # Streaming from disk.
@@ -254,7 +336,7 @@ def known_cifar10():
 @pytest.mark.parametrize('split', ['train', 'test'])
 def test_streaming_gives_the_batches_of_the_in_memory_path(known_cifar10,
                                                            split):
-  make = lambda stream: take(input_pipeline.make_dataset(
+  make = lambda stream: take(data.make_dataset(
       'cifar10', split, 4, seed=5, random_flip=True, labels=True,
       download=False, stream=stream, shuffle=split == 'train'), 6)
   for streamed, in_memory in zip(make(True), make(False)):
@@ -266,7 +348,7 @@ def test_a_streamed_folder_gives_the_batches_of_the_in_memory_path(tmp_path):
   root = str(tmp_path / 'images')
   for i in range(12):
     write_image(os.path.join(root, f'{i}.png'), image(10 * i))
-  make = lambda stream: take(input_pipeline.make_dataset(
+  make = lambda stream: take(data.make_dataset(
       f'folder:{root}', 'train', 4, seed=2, image_size=8, stream=stream), 4)
   np.testing.assert_array_equal(make(True), make(False))
 
@@ -279,7 +361,7 @@ def test_a_streamed_folder_skips_and_counts_what_it_finds_late(
   write_image(os.path.join(root, 'small.png'), image(10, height=4))
   write_corrupt(os.path.join(root, 'z.png'))
   with caplog.at_level(logging.WARNING):
-    batches = take(input_pipeline.make_dataset(
+    batches = take(data.make_dataset(
         f'folder:{root}', 'train', 4, seed=2, image_size=8, stream=True), 12)
   assert len(batches) == 12  # Three epochs, each of the 12 good images.
   skips = [r.getMessage() for r in caplog.records
@@ -292,7 +374,7 @@ def test_a_streamed_folder_skips_and_counts_what_it_finds_late(
 
 def test_a_streamed_run_resumes_exactly(tmp_path, monkeypatch):
   """N + N steps, interrupted and resumed, end with the weights of 2N."""
-  monkeypatch.setattr(image_sources, 'IN_MEMORY_LIMIT_BYTES', 0)
+  monkeypatch.setattr(sources, 'IN_MEMORY_LIMIT_BYTES', 0)
   settings = dict(dataset='cifar10', checkpoint_every=2, eval_every=100)
   with tfds.testing.mock_data(num_examples=6):
     train(tmp_path / 'resumed', train_steps=3, **settings)
@@ -307,7 +389,7 @@ def test_a_streamed_run_resumes_exactly(tmp_path, monkeypatch):
 
 def test_a_tfrecord_split_too_large_for_memory_says_how_to_stream(
     monkeypatch):
-  monkeypatch.setattr(image_sources, 'IN_MEMORY_LIMIT_BYTES', 0)
+  monkeypatch.setattr(sources, 'IN_MEMORY_LIMIT_BYTES', 0)
 
   def not_array_record(self, *args, **kwargs):
     raise NotImplementedError('Random access data source for file format '
@@ -315,9 +397,9 @@ def test_a_tfrecord_split_too_large_for_memory_says_how_to_stream(
 
   with tfds.testing.mock_data(num_examples=4,
                               as_data_source_fn=not_array_record):
-    with pytest.raises(image_sources.DataError,
+    with pytest.raises(data.DataError,
                        match='--file_format=array_record'):
-      input_pipeline.make_dataset('cifar10', 'train', 4, 0, download=False,
+      data.make_dataset('cifar10', 'train', 4, 0, download=False,
                                   stream=True)
 
 

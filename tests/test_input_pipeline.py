@@ -12,10 +12,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tf_realnvp import image_sources
-from tf_realnvp import input_pipeline
+from tf_realnvp import data
+from tf_realnvp.data import tfds_source
 
-TOYS = input_pipeline.TOY_DATASETS
+TOYS = data.TOY_DATASETS
 IMAGES = ('cifar10', 'celeb_a', 'mnist')
 NUM_MOCK_IMAGES = 10
 
@@ -40,12 +40,12 @@ def circle(centre, radius, angles):
 
 @pytest.mark.parametrize('name', TOYS)
 def test_toy_samples_are_float32_points_fixed_by_the_seed(name):
-  points = input_pipeline.sample_toy(name, 1000, seed=7)
+  points = data.sample_toy(name, 1000, seed=7)
   assert points.shape == (1000, 2) and points.dtype == np.float32
   assert np.all(np.isfinite(points))
   np.testing.assert_array_equal(points,
-                                input_pipeline.sample_toy(name, 1000, seed=7))
-  assert not np.allclose(points, input_pipeline.sample_toy(name, 1000, seed=8))
+                                data.sample_toy(name, 1000, seed=7))
+  assert not np.allclose(points, data.sample_toy(name, 1000, seed=8))
 
 
 # SHA-256 (first 16 hex digits) of `sample_toy(name, 1000, seed=0)` as
@@ -58,13 +58,13 @@ TOY_POINTS_SHA256 = {'moons': '147ef008026a7d92', 'circles': '2c0cda49b9dcff67',
 
 @pytest.mark.parametrize('name', TOYS)
 def test_toy_points_are_those_drawn_before_labels_existed(name):
-  points, labels = input_pipeline.sample_toy(name, 1000, seed=0, labels=True)
+  points, labels = data.sample_toy(name, 1000, seed=0, labels=True)
   digest = hashlib.sha256(points.tobytes()).hexdigest()[:16]
   assert digest == TOY_POINTS_SHA256[name]
   np.testing.assert_array_equal(
-      points, input_pipeline.sample_toy(name, 1000, seed=0))
+      points, data.sample_toy(name, 1000, seed=0))
   assert labels.dtype == np.int32 and labels.shape == (1000,)
-  assert set(labels) == set(range(input_pipeline.num_classes(name)))
+  assert set(labels) == set(range(data.describe(name).num_classes))
 
 
 def nearest(points, centres):
@@ -74,7 +74,7 @@ def nearest(points, centres):
 
 
 def test_toy_labels_name_the_part_of_the_shape():
-  sample = lambda name: input_pipeline.sample_toy(name, 2000, 0, labels=True)
+  sample = lambda name: data.sample_toy(name, 2000, 0, labels=True)
   points, labels = sample('moons')  # 0: the upper moon, centre (-1, -1/2).
   t = np.linspace(0., np.pi, 1500)
   to_moons = [distance_to_curve(points, circle((-1., -0.5), 2., t)),
@@ -93,16 +93,16 @@ def test_toy_labels_name_the_part_of_the_shape():
   i, j = np.floor((points + 4.) / 2.).astype(int).T
   np.testing.assert_array_equal(labels, 2 * i + j // 2)
   points, labels = sample('8gaussians')  # Mean 4 (cos k pi/4, sin k pi/4).
-  assert np.mean(nearest(points, input_pipeline.eight_gaussians_means())
+  assert np.mean(nearest(points, data.eight_gaussians_means())
                  == labels) > 0.99
 
 
 @pytest.mark.parametrize('name', ['moons', 'checkerboard'])
 def test_toy_stream_with_labels_has_the_same_points(name):
-  make = lambda labels: input_pipeline.make_dataset(
+  make = lambda labels: data.make_dataset(
       name, 'train', 64, seed=4, labels=labels)
-  size, data_seed = input_pipeline.TOY_SPLITS['train']
-  points, labels = input_pipeline.sample_toy(name, size, data_seed,
+  size, data_seed = data.TOY_SPLITS['train']
+  points, labels = data.sample_toy(name, size, data_seed,
                                              labels=True)
   lookup = {tuple(p): l for p, l in zip(points, labels)}
   for (x, y), plain in zip(make(True).take(3), make(False).take(3)):
@@ -112,7 +112,7 @@ def test_toy_stream_with_labels_has_the_same_points(name):
 
 
 def test_moons_lie_on_two_half_circles_of_radius_2():
-  points = input_pipeline.sample_toy('moons', 2000, seed=0)
+  points = data.sample_toy('moons', 2000, seed=0)
   t = np.linspace(0., np.pi, 1500)
   upper = circle((-1., -0.5), 2., t)
   lower = circle((1., 0.5), 2., -t)
@@ -125,7 +125,7 @@ def test_moons_lie_on_two_half_circles_of_radius_2():
 
 
 def test_circles_have_radii_3_and_1_5():
-  points = input_pipeline.sample_toy('circles', 20000, seed=0)
+  points = data.sample_toy('circles', 20000, seed=0)
   radius = np.linalg.norm(points, axis=-1)
   outer = radius > 2.25
   deviation = np.where(outer, radius - 3., radius - 1.5)
@@ -138,7 +138,7 @@ def test_circles_have_radii_3_and_1_5():
 
 
 def test_spirals_lie_on_two_arms():
-  points = input_pipeline.sample_toy('spirals', 2000, seed=0)
+  points = data.sample_toy('spirals', 2000, seed=0)
   phi = np.linspace(0., 3 * np.pi, 4000)
   arm = (4. * phi / (3 * np.pi))[:, None] * np.stack(
       [np.cos(phi), np.sin(phi)], axis=-1)
@@ -157,7 +157,7 @@ def test_spirals_lie_on_two_arms():
 
 
 def test_checkerboard_is_uniform_on_the_black_squares():
-  points = input_pipeline.sample_toy('checkerboard', 20000, seed=0)
+  points = data.sample_toy('checkerboard', 20000, seed=0)
   assert np.all((points >= -4.) & (points < 4.))
   cells = np.floor((points + 4.) / 2.).astype(int)
   assert np.all(cells.sum(axis=-1) % 2 == 0)
@@ -170,7 +170,7 @@ def test_checkerboard_is_uniform_on_the_black_squares():
 
 
 def test_8gaussians_components_have_the_documented_means_and_std():
-  points = input_pipeline.sample_toy('8gaussians', 40000, seed=0)
+  points = data.sample_toy('8gaussians', 40000, seed=0)
   angles = np.arange(8) * np.pi / 4
   means = 4. * np.stack([np.cos(angles), np.sin(angles)], axis=-1)
   nearest = np.argmin(
@@ -186,27 +186,27 @@ def test_8gaussians_log_prob_is_a_normalized_density():
   step = 0.05
   axis = np.arange(-8., 8., step) + step / 2
   grid = np.stack(np.meshgrid(axis, axis), axis=-1)
-  log_prob = input_pipeline.toy_log_prob_8gaussians(grid)
+  log_prob = data.toy_log_prob_8gaussians(grid)
   assert log_prob.shape == grid.shape[:-1]
   assert abs(np.sum(np.exp(log_prob)) * step**2 - 1.) < 1e-3
-  at_a_mean = input_pipeline.toy_log_prob_8gaussians([[0., 4.]])
+  at_a_mean = data.toy_log_prob_8gaussians([[0., 4.]])
   np.testing.assert_allclose(at_a_mean, [-np.log(8 * 2 * np.pi * 0.25)],
                              rtol=1e-6)
 
 
 def test_8gaussians_log_prob_ranks_samples_above_the_centre():
-  samples = input_pipeline.sample_toy('8gaussians', 1000, seed=0)
-  assert np.all(input_pipeline.toy_log_prob_8gaussians(samples) > -15.)
-  assert input_pipeline.toy_log_prob_8gaussians([0., 0.]) < -25.
+  samples = data.sample_toy('8gaussians', 1000, seed=0)
+  assert np.all(data.toy_log_prob_8gaussians(samples) > -15.)
+  assert data.toy_log_prob_8gaussians([0., 0.]) < -25.
 
 
 # Toy streams.
 
 
 def test_toy_epoch_is_a_permutation_of_the_fixed_train_split():
-  size, data_seed = input_pipeline.TOY_SPLITS['train']
-  train = input_pipeline.sample_toy('moons', size, data_seed)
-  dataset = input_pipeline.make_dataset('moons', 'train', 1000, seed=3)
+  size, data_seed = data.TOY_SPLITS['train']
+  train = data.sample_toy('moons', size, data_seed)
+  dataset = data.make_dataset('moons', 'train', 1000, seed=3)
   batches = take(dataset, 2 * size // 1000)
   assert all(b.shape == (1000, 2) and b.dtype == np.float32 for b in batches)
   first, second = (np.concatenate(batches[:100]),
@@ -219,28 +219,28 @@ def test_toy_epoch_is_a_permutation_of_the_fixed_train_split():
 
 
 def test_toy_test_split_comes_in_order_without_shuffle():
-  size, data_seed = input_pipeline.TOY_SPLITS['test']
-  dataset = input_pipeline.make_dataset(
+  size, data_seed = data.TOY_SPLITS['test']
+  dataset = data.make_dataset(
       'spirals', 'test', 3000, seed=0, shuffle=False, repeat=False,
       drop_remainder=False)
   batches = take(dataset, 10)
   assert [len(b) for b in batches] == [3000, 3000, 3000, 1000]
   np.testing.assert_array_equal(
       np.concatenate(batches),
-      input_pipeline.sample_toy('spirals', size, data_seed))
+      data.sample_toy('spirals', size, data_seed))
 
 
 def test_toy_splits_are_disjoint():
-  train = input_pipeline.sample_toy('8gaussians',
-                                    *input_pipeline.TOY_SPLITS['train'])
-  test = input_pipeline.sample_toy('8gaussians',
-                                   *input_pipeline.TOY_SPLITS['test'])
+  train = data.sample_toy('8gaussians',
+                                    *data.TOY_SPLITS['train'])
+  test = data.sample_toy('8gaussians',
+                                   *data.TOY_SPLITS['test'])
   assert not set(map(tuple, test)) & set(map(tuple, train))
 
 
 def test_toy_order_depends_on_the_seed_only():
   make = lambda seed: take(
-      input_pipeline.make_dataset('checkerboard', 'train', 64, seed), 3)
+      data.make_dataset('checkerboard', 'train', 64, seed), 3)
   first = make(5)
   tf.random.set_seed(123)  # The global seed plays no part.
   np.testing.assert_array_equal(first, make(5))
@@ -248,21 +248,21 @@ def test_toy_order_depends_on_the_seed_only():
 
 
 def test_shapes_and_sizes():
-  assert input_pipeline.event_shape('moons') == (2,)
-  assert input_pipeline.event_shape('cifar10') == (32, 32, 3)
-  assert input_pipeline.event_shape('mnist', image_size=64) == (28, 28, 1)
-  assert input_pipeline.event_shape('celeb_a', image_size=64) == (64, 64, 3)
-  assert input_pipeline.event_shape('celeb_a') == (32, 32, 3)
-  assert input_pipeline.event_shape('downsampled_imagenet/64x64') == (
+  assert data.describe('moons').event_shape == (2,)
+  assert data.describe('cifar10').event_shape == (32, 32, 3)
+  assert data.describe('mnist', image_size=64).event_shape == (28, 28, 1)
+  assert data.describe('celeb_a', image_size=64).event_shape == (64, 64, 3)
+  assert data.describe('celeb_a').event_shape == (32, 32, 3)
+  assert data.describe('downsampled_imagenet/64x64').event_shape == (
       64, 64, 3)
-  assert input_pipeline.event_shape('lsun/tower', image_size=16) == (
+  assert data.describe('lsun/tower', image_size=16).event_shape == (
       16, 16, 3)
-  assert input_pipeline.event_shape('fashion_mnist') == (28, 28, 1)
-  assert [input_pipeline.num_classes(name) for name in
+  assert data.describe('fashion_mnist').event_shape == (28, 28, 1)
+  assert [data.describe(name).num_classes for name in
           ('moons', 'checkerboard', 'svhn_cropped', 'celeb_a', 'lsun/bedroom')
          ] == [2, 8, 10, None, None]
-  assert input_pipeline.num_examples('circles', 'train') == 100_000
-  assert input_pipeline.num_examples('circles', 'test') == 10_000
+  assert data.describe('circles').num_examples('train') == 100_000
+  assert data.describe('circles').num_examples('test') == 10_000
 
 
 @pytest.mark.parametrize('name, split, kwargs, message', [
@@ -273,7 +273,7 @@ def test_shapes_and_sizes():
 ])
 def test_bad_arguments_are_refused(name, split, kwargs, message):
   with pytest.raises(ValueError, match=message):
-    input_pipeline.make_dataset(name, split, 8, seed=0, **kwargs)
+    data.make_dataset(name, split, 8, seed=0, **kwargs)
 
 
 # Images under tfds.testing.mock_data.
@@ -312,10 +312,10 @@ def dequantizes(values, images):
 
 def test_image_batches_are_dequantized_pixels(mock_tfds):
   for name in IMAGES:
-    batches = take(input_pipeline.make_dataset(
+    batches = take(data.make_dataset(
         name, 'train', 4, seed=0, image_size=16, download=False), 5)
     values = np.concatenate(batches)
-    shape = input_pipeline.event_shape(name, image_size=16)
+    shape = data.describe(name, image_size=16).event_shape
     assert all(b.shape == (4,) + shape and b.dtype == np.float32
                for b in batches), name
     assert values.min() >= 0. and values.max() < 256., name
@@ -325,7 +325,7 @@ def test_image_batches_are_dequantized_pixels(mock_tfds):
 
 
 def test_image_stream_is_fixed_by_the_seed(mock_tfds):
-  make = lambda seed: take(input_pipeline.make_dataset(
+  make = lambda seed: take(data.make_dataset(
       'mnist', 'train', 4, seed, random_flip=True, download=False), 6)
   first = make(1)
   tf.random.set_seed(99)  # The global seed plays no part.
@@ -335,7 +335,7 @@ def test_image_stream_is_fixed_by_the_seed(mock_tfds):
 
 def test_image_epoch_is_a_permutation_of_the_split(cifar10_images):
   images = cifar10_images
-  dataset = input_pipeline.make_dataset(
+  dataset = data.make_dataset(
       'cifar10', 'train', NUM_MOCK_IMAGES, seed=0, download=False)
   orders, in_split_order = [], []
   for epoch in take(dataset, 3):
@@ -353,7 +353,7 @@ def test_test_split_is_deterministic_and_independent_of_batch_size(
   images = cifar10_images
 
   def test_split(batch_size, seed=0):
-    return np.concatenate(take(input_pipeline.make_dataset(
+    return np.concatenate(take(data.make_dataset(
         'cifar10', 'test', batch_size, seed, shuffle=False, repeat=False,
         drop_remainder=False, download=False), 100))
 
@@ -368,7 +368,7 @@ def test_test_split_is_deterministic_and_independent_of_batch_size(
 @pytest.mark.parametrize('random_flip', [False, True])
 def test_flips_only_with_random_flip(cifar10_images, random_flip):
   images = cifar10_images
-  batches = take(input_pipeline.make_dataset(
+  batches = take(data.make_dataset(
       'cifar10', 'test', NUM_MOCK_IMAGES, seed=0, random_flip=random_flip,
       shuffle=False, download=False), 3)
   for values in batches:
@@ -391,7 +391,7 @@ def celeb_a_with_a_frame(self, split, decoders=None, read_config=None,
 @pytest.mark.parametrize('image_size', [148, 32])
 def test_celeb_a_is_the_central_148_square_resized(image_size):
   with tfds.testing.mock_data(as_dataset_fn=celeb_a_with_a_frame):
-    batch, = take(input_pipeline.make_dataset(
+    batch, = take(data.make_dataset(
         'celeb_a', 'test', 3, seed=0, image_size=image_size, download=False),
                   1)
   assert batch.shape == (3, image_size, image_size, 3)
@@ -407,7 +407,7 @@ def test_celeb_a_is_the_central_148_square_resized(image_size):
 ])
 def test_iterator_checkpoint_resumes_the_exact_stream(mock_tfds, tmp_path,
                                                       name, kwargs):
-  make = lambda: input_pipeline.make_dataset(name, 'train', 4, seed=3,
+  make = lambda: data.make_dataset(name, 'train', 4, seed=3,
                                              **kwargs)
   iterator = iter(make())
   for _ in range(3):  # Into the second epoch of the mock images.
@@ -426,8 +426,8 @@ def test_iterator_checkpoint_resumes_the_exact_stream(mock_tfds, tmp_path,
 
 
 def expect_unavailable(data_dir, name='mnist', **kwargs):
-  with pytest.raises(image_sources.DatasetUnavailableError) as error:
-    input_pipeline.make_dataset(name, 'train', 4, seed=0,
+  with pytest.raises(data.DatasetUnavailableError) as error:
+    data.make_dataset(name, 'train', 4, seed=0,
                                 data_dir=str(data_dir), **kwargs)
   message = str(error.value)
   assert f"'{name}'" in message and str(data_dir) in message
@@ -450,27 +450,27 @@ def no_download(monkeypatch):
 
 def test_missing_dataset_without_download_fails_at_once(tmp_path, monkeypatch,
                                                         no_download):
-  monkeypatch.setattr(image_sources, 'reachable', None)  # Not even probed.
+  monkeypatch.setattr(tfds_source, 'reachable', None)  # Not even probed.
   error = expect_unavailable(tmp_path, download=False)
   assert 'download=False' in str(error)
-  with pytest.raises(image_sources.DatasetUnavailableError):
-    input_pipeline.num_examples('cifar10', 'test', str(tmp_path),
-                                download=False)
+  with pytest.raises(data.DatasetUnavailableError):
+    data.describe('cifar10', data_dir=str(tmp_path),
+                  download=False).num_examples('test')
 
 
 def test_missing_dataset_offline_fails_without_trying_to_download(
     tmp_path, monkeypatch, no_download):
   probes = []
-  monkeypatch.setattr(image_sources, 'reachable',
+  monkeypatch.setattr(tfds_source, 'reachable',
                       lambda *args: probes.append(args) and False)
   error = expect_unavailable(tmp_path, name='celeb_a')
-  assert probes == [(image_sources.CONNECTIVITY_PROBE_URL,
-                     image_sources.CONNECTIVITY_TIMEOUT_S)]
+  assert probes == [(tfds_source.CONNECTIVITY_PROBE_URL,
+                     tfds_source.CONNECTIVITY_TIMEOUT_S)]
   assert 'no answer from https://' in str(error)
 
 
 def test_failed_download_becomes_a_clear_error(tmp_path, monkeypatch):
-  monkeypatch.setattr(image_sources, 'reachable', lambda *_: True)
+  monkeypatch.setattr(tfds_source, 'reachable', lambda *_: True)
 
   def download_and_prepare(*args, **kwargs):
     raise ConnectionError('Max retries exceeded')
@@ -503,11 +503,11 @@ def test_any_http_answer_counts_as_reachable(no_proxy):
   thread.start()
   try:
     url = f'http://127.0.0.1:{server.server_port}/'
-    assert image_sources.reachable(url, timeout_s=5.)
+    assert tfds_source.reachable(url, timeout_s=5.)
   finally:
     server.shutdown()
     server.server_close()
-  assert not image_sources.reachable(url, timeout_s=5.)  # Port closed now.
+  assert not tfds_source.reachable(url, timeout_s=5.)  # Port closed now.
 
 
 def test_a_connection_without_an_answer_is_not_reachable(no_proxy):
@@ -516,4 +516,4 @@ def test_a_connection_without_an_answer_is_not_reachable(no_proxy):
     silent.bind(('127.0.0.1', 0))
     silent.listen()
     url = f'http://127.0.0.1:{silent.getsockname()[1]}/'
-    assert not image_sources.reachable(url, timeout_s=0.5)
+    assert not tfds_source.reachable(url, timeout_s=0.5)

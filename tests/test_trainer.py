@@ -17,8 +17,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tf_realnvp import config as config_lib
+from tf_realnvp import data as data_lib
 from tf_realnvp import evaluation
-from tf_realnvp import input_pipeline
 from tf_realnvp import training
 from tf_realnvp import training_mode
 from tf_realnvp.config import experiment
@@ -98,7 +98,7 @@ def test_train_then_evaluate_2d_end_to_end(tmp_path):
   assert evaluate.returncode == 0, evaluate.stderr[-3000:]
   result = json.loads((model_dir / 'eval.json').read_text())
   assert result['step'] == 300
-  test_points = input_pipeline.sample_toy('moons', 10000, seed=1)
+  test_points = data_lib.sample_toy('moons', 10000, seed=1)
   # The flow starts as the identity, i.e. a standard Normal: training must
   # have lowered the test NLL well below that.
   assert result['test_nll_nats'] < standard_normal_nll(test_points) - 0.5
@@ -176,7 +176,7 @@ def test_evaluation_samples_and_export_use_the_averaged_weights(
 
   monkeypatch.setattr(evaluation, 'write_samples', recording)
   result = train(config)
-  test_data = input_pipeline.make_dataset(
+  test_data = data_lib.make_dataset(
       'moons', 'test', config.batch_size, seed=config.seed, shuffle=False,
       repeat=False, drop_remainder=False).take(config.eval_batches)
   nll = {}
@@ -191,7 +191,7 @@ def test_evaluation_samples_and_export_use_the_averaged_weights(
   for sampled, average in zip(sampled_with[-1],
                               averaged_flow.trainable_variables):
     np.testing.assert_array_equal(sampled, average.numpy())
-  x = input_pipeline.sample_toy('moons', 100, seed=1)
+  x = data_lib.sample_toy('moons', 100, seed=1)
   exported = tf.saved_model.load(str(tmp_path / 'run' / 'saved_model'))
   np.testing.assert_allclose(exported.log_prob(x), averaged_flow.log_prob(x),
                              rtol=1e-5)
@@ -288,16 +288,16 @@ def test_config_of_a_run_from_before_the_recipe_flags_means_no_recipe(
 
 def _with_nan_batches(monkeypatch, bad_batches):
   """Makes the training stream put NaNs in the batches numbered `bad_batches`."""
-  make_dataset = input_pipeline.make_dataset
+  batches = data_lib.batches
 
-  def poisoned(name, split, *args, **kwargs):
-    dataset = make_dataset(name, split, *args, **kwargs)
+  def poisoned(source, split, *args, **kwargs):
+    dataset = batches(source, split, *args, **kwargs)
     if split != 'train':
       return dataset
     bad = tf.constant(bad_batches, tf.int64)
     return dataset.enumerate().map(lambda i, x: tf.where(
         tf.reduce_any(tf.equal(i, bad)), tf.fill(tf.shape(x), np.nan), x))
-  monkeypatch.setattr(input_pipeline, 'make_dataset', poisoned)
+  monkeypatch.setattr(data_lib, 'batches', poisoned)
 
 
 def test_nan_batch_is_skipped_and_counted(tmp_path, monkeypatch):
@@ -375,7 +375,7 @@ def test_other_flows_train_and_stay_exact_bijections(tmp_path, flow):
   assert result['step'] == 20 and result['bad_steps'] == 0
   _, restored, step = evaluation.restore_flow(str(tmp_path / flow))
   assert step == 20 and restored.name == flow
-  x = tf.constant(input_pipeline.sample_toy('moons', 1000, seed=1))
+  x = tf.constant(data_lib.sample_toy('moons', 1000, seed=1))
   nll = -float(tf.reduce_mean(restored.log_prob(x)))
   assert nll < -float(tf.reduce_mean(initial.log_prob(x))) - 0.05
   np.testing.assert_allclose(

@@ -13,7 +13,7 @@ _DEFINED_IN = {
     'RealNVP': 'flows.realnvp', 'couplings': 'flows.flow',
     'weight_scale_l2': 'flows.flow', 'with_temperature': 'flows.flow',
     'make_flow': 'flows.registry', 'bits_per_dim': 'flows.objective',
-    'dequantize': 'dequantization', 'FlowModel': 'serving.keras_model',
+    'dequantize': 'data', 'FlowModel': 'serving.keras_model',
 }
 # Modules that moved, under the names they had before.
 _MOVED = {
@@ -24,8 +24,8 @@ _MOVED = {
 
 __all__ = [
     'FlowModel', 'RealNVP', 'bijectors', 'bits_per_dim', 'config',
-    'couplings', 'dequantize', 'evaluation', 'flows', 'make_flow', 'mode',
-    'networks', 'objective', 'optimizers', 'serving', 'training',
+    'couplings', 'data', 'dequantize', 'evaluation', 'flows', 'make_flow',
+    'mode', 'networks', 'objective', 'optimizers', 'serving', 'training',
     'training_mode', 'weight_scale_l2', 'with_temperature',
 ]
 

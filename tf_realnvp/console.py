@@ -273,7 +273,7 @@ def exit_on_errors(main, exit_codes):
 
       app.run(console.exit_on_errors(main, {
           config_lib.ConfigError: 2,
-          image_sources.DatasetUnavailableError: 1}))
+          data.DatasetUnavailableError: 1}))
 
   Args:
     main: the function to run.

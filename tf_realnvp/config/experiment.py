@@ -3,20 +3,18 @@
 `train.py` and `evaluate.py` hand their `Config` to `resolve` before any
 data is read; it checks every setting, fills in the defaults that depend on
 the dataset and the flow, and returns an `Experiment`: the completed config,
-the dataset's facts (`Data`: event shape, image or vector, the figure it
-reports), the flow factory and the batches. Nothing downstream asks "is
-this an image dataset?" again.
+the dataset (`Data`: its `data.Source`, described once here, and the figure
+it reports), the flow factory and the batches. Nothing downstream asks "is
+this an image dataset?" again, nor opens the dataset to ask.
 """
 
 import dataclasses
 import inspect
 import math
 import os
-from typing import Optional, Tuple
 
+from tf_realnvp import data as data_lib
 from tf_realnvp import flows
-from tf_realnvp import image_sources
-from tf_realnvp import input_pipeline
 from tf_realnvp.config import presets
 from tf_realnvp.config import settings as config_lib
 from tf_realnvp.config.settings import ConfigError
@@ -48,15 +46,26 @@ AT_LEAST_ZERO = ('warmup_steps', 'l2')
 
 @dataclasses.dataclass(frozen=True)
 class Data:
-  """What a run needs to know about its dataset."""
+  """The run's dataset (`source`, described once) and the figure it reports."""
 
-  name: str
-  event_shape: Tuple[int, ...]
-  num_classes: Optional[int] = None  # None: the dataset has no labels.
+  source: data_lib.Source
+
+  @property
+  def name(self):
+    return self.source.name
+
+  @property
+  def event_shape(self):
+    return self.source.event_shape
+
+  @property
+  def num_classes(self):
+    """The number of classes of the labels; None without labels."""
+    return self.source.num_classes
 
   @property
   def is_image(self):
-    return len(self.event_shape) == 3
+    return self.source.is_image
 
   @property
   def metric_name(self):
@@ -110,20 +119,16 @@ class Experiment:
     `(x, label)` pairs for a `--conditional` run."""
     config = self.config
     train = split == 'train'
-    return input_pipeline.make_dataset(
-        config.dataset, split, config.batch_size,
-        seed=config.seed + seed_offset, data_dir=config.data_dir,
-        image_size=config.image_size, channels=config.channels,
-        download=config.download,
+    return data_lib.batches(
+        self.data.source, split, config.batch_size,
+        seed=config.seed + seed_offset,
         random_flip=train and config.random_flip and self.data.is_image,
         random_crop=train, shuffle=train, repeat=train, drop_remainder=train,
         labels=config.conditional, strict_data=config.strict_data)
 
   def steps_per_epoch(self):
-    """Training batches per pass over the training split (counts it)."""
-    examples = input_pipeline.num_examples(
-        self.config.dataset, 'train', data_dir=self.config.data_dir,
-        download=self.config.download)
+    """Training batches per pass over the training split."""
+    examples = self.data.source.num_examples('train')
     return max(1, examples // self.config.batch_size)
 
   def total_steps(self):
@@ -143,26 +148,36 @@ def load(model_dir):
   """The `Experiment` of the run in `model_dir`, from its config.json.
 
   Runs written before the settings a flow ignores were refused recorded
-  every field; those are dropped here.
+  every field; those are dropped here. The dataset is described once.
   """
   saved = config_lib.Config.load(model_dir)
-  facts = _facts(saved)
-  return resolve(dataclasses.replace(
-      saved, **{field: None for field in _unused_fields(saved, facts)}))
+  _check_values(saved)
+  source = _describe(saved)
+  return _resolve(dataclasses.replace(
+      saved, **{field: None for field in _unused_fields(saved, source)}),
+                  source)
 
 
 def resolve(config):
   """Checks `config` and completes it; returns the run's `Experiment`.
 
-  Reads no data: a bad setting fails here, before anything is loaded.
+  Describes the dataset once (`data.describe`: no images are read; a folder
+  is listed and its files' headers read): a bad setting fails here, before
+  anything is loaded.
 
   Raises:
     ConfigError: for a setting that cannot work, with what to do instead.
   """
   _check_values(config)
+  return _resolve(config)
+
+
+def _resolve(config, source=None):
+  """`resolve`, with the `source` of `config`'s dataset if already made."""
   config = _with_preset(config)
-  facts = _facts(config)
-  data = _data(config, facts)
+  if source is None:
+    source = _describe(config)
+  data = _data(config, source)
   defaults = dict(presets.IMAGE_DEFAULTS if data.is_image
                   else presets.VECTOR_DEFAULTS)
   if config.train_steps is not None or config.epochs is not None:
@@ -172,14 +187,14 @@ def resolve(config):
   defaults.update(presets.PAPER_RECIPE)
   if not data.is_image:
     defaults.update(presets.VECTOR_RECIPES.get(flow, {}))
-  if facts.resizes:
-    defaults.update(image_size=facts.default_image_size)
+  if source.resizes:
+    defaults.update(image_size=source.default_image_size)
   resolved = dataclasses.replace(config, **{
       name: value for name, value in defaults.items()
       if getattr(config, name) is None})
   if resolved.model_dir is None:
-    resolved.model_dir = os.path.join('runs', _run_name(config.dataset))
-  _check_model(resolved, data, facts)
+    resolved.model_dir = os.path.join('runs', _run_name(source))
+  _check_model(resolved, data)
   resolved = dataclasses.replace(resolved,
                                  **_model_defaults(resolved, data.event_shape))
   _check_scales_fit(resolved, data)
@@ -187,13 +202,23 @@ def resolve(config):
   return Experiment(resolved, data)
 
 
-def check_resumable(config, saved):
-  """Raises `ConfigError` if `saved` (the run on disk) has another model,
-  data stream or training recipe than `config`."""
+def check_resumable(experiment, saved):
+  """Raises `ConfigError` if `saved` (the config on disk,
+  `config_lib.Config.load`) has another model, data stream or training
+  recipe than `experiment`.
+
+  Runs written before the settings a flow ignores were refused recorded
+  every field: one that `experiment` leaves unset and that its dataset and
+  flow would not use is no difference.
+  """
+  config = experiment.config
   names = config_lib.RESUME_FIELDS + (
       config_lib.DECAY_LENGTH_FIELDS if saved.lr_decay != 'none' else ())
+  unused = (_unused_fields(saved, experiment.data.source)
+            if saved.flow in flows.FLOWS else [])
   changed = [name for name in names
-             if getattr(config, name) != getattr(saved, name)]
+             if getattr(config, name) != getattr(saved, name)
+             and not (getattr(config, name) is None and name in unused)]
   if changed:
     details = ', '.join(f'{n}: {getattr(saved, n)!r} on disk, '
                         f'{getattr(config, n)!r} asked' for n in changed)
@@ -202,38 +227,39 @@ def check_resumable(config, saved):
         'Use another --model_dir, or the same settings to resume it.')
 
 
-def _facts(config):
-  """The dataset's `image_sources.Facts` (reads no data; lists a folder)."""
+def _describe(config):
+  """The dataset's `data.Source` (reads no images; lists a folder)."""
   if config.channels not in (None, 1, 3):
     raise ConfigError(f'--channels must be 1 or 3, got {config.channels}.')
   try:
-    return input_pipeline.describe(config.dataset, config.image_size,
-                                   config.channels, config.data_dir)
+    return data_lib.describe(config.dataset, config.image_size,
+                             config.channels, config.data_dir,
+                             download=config.download)
   except ValueError as error:
     raise ConfigError(f'--dataset={config.dataset}: {error}') from None
 
 
-def _data(config, facts):
-  """The run's `Data`, from the dataset's `facts`; refuses data settings
+def _data(config, source):
+  """The run's `Data`, from the dataset's `source`; refuses data settings
   the dataset does not use."""
-  if config.image_size is not None and not facts.resizes:
+  if config.image_size is not None and not source.resizes:
     raise ConfigError(
         f'--image_size applies to datasets whose images are cropped and '
         f'resized (celeb_a, lsun, downsampled_imagenet, folder:), not to '
         f'{config.dataset}, whose images are '
-        f'{"x".join(map(str, facts.event_shape))}; leave it unset.')
-  if config.channels is not None and not facts.is_folder:
+        f'{"x".join(map(str, source.event_shape))}; leave it unset.')
+  if config.channels is not None and not source.is_folder:
     raise ConfigError(f'--channels applies to folder: datasets, not to '
                       f'{config.dataset}; leave it unset.')
-  return Data(config.dataset, tuple(facts.event_shape), facts.num_classes)
+  return Data(source)
 
 
-def _run_name(dataset):
+def _run_name(source):
   """The dataset's name, or a folder's or file's (`folder:a/photos`: photos)."""
-  if image_sources.is_image_source(dataset):
-    path = os.path.normpath(dataset.split(':', 1)[1])
+  if source.path is not None:
+    path = os.path.normpath(source.path)
     return os.path.splitext(os.path.basename(path))[0]
-  return dataset
+  return source.name
 
 
 def _with_preset(config):
@@ -250,16 +276,16 @@ def _with_preset(config):
       if getattr(config, name) is None})
 
 
-def _unused_fields(config, facts):
-  """The fields `config` sets that its dataset (its `facts`) and flow would
+def _unused_fields(config, source):
+  """The fields `config` sets that its dataset (its `source`) and flow would
   not use."""
   kind = flows.FLOWS[config.flow]
   unused = [field for field, argument in MODEL_FIELDS.items()
             if getattr(config, field) is not None
-            and argument not in kind.settings(facts.event_shape)]
-  if config.image_size is not None and not facts.resizes:
+            and argument not in kind.settings(source.event_shape)]
+  if config.image_size is not None and not source.resizes:
     unused.append('image_size')
-  if config.channels is not None and not facts.is_folder:
+  if config.channels is not None and not source.is_folder:
     unused.append('channels')
   return unused
 
@@ -290,7 +316,7 @@ def _check_values(config):
                       f'{config.spline_bins}.')
 
 
-def _check_model(config, data, facts):
+def _check_model(config, data):
   """Raises if the flow cannot model the data or would ignore a setting."""
   kind = flows.FLOWS[config.flow]
   what = f'{config.flow} on {config.dataset}'
@@ -300,7 +326,7 @@ def _check_model(config, data, facts):
     raise ConfigError(f'--flow={config.flow} models vectors only; for '
                       f'{config.dataset} choose one of {image_flows}.')
   accepted = kind.settings(data.event_shape)
-  unused = _unused_fields(config, facts)
+  unused = _unused_fields(config, data.source)
   if unused:
     raise ConfigError(f'--{unused[0]} does not apply to {what}; leave it '
                       'unset.')

@@ -70,7 +70,8 @@ class Config:
       'config\'s size, e.g. 64 for downsampled_imagenet/64x64, else 32).')
   channels: Optional[int] = _field(
       None, 'folder: 1 (grayscale) or 3 (colour), converting the images of '
-      'the other kind (default: the images\' own, which must agree).')
+      'the other kind (default: 3 if any image is in colour, the grayscale '
+      'ones converted to RGB, else 1).')
   strict_data: bool = _field(
       False, 'Stop at an unreadable image file of a folder instead of '
       'skipping it (each skipped file is logged and counted).')

@@ -5,14 +5,13 @@ import functools
 import os
 
 import matplotlib
-
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 import tensorflow as tf
 
+from tf_realnvp import data as data_lib
 from tf_realnvp import flows
-from tf_realnvp import input_pipeline
 
 
 def image_grid(images, rows=6):
@@ -128,7 +127,7 @@ def write_samples(flow, experiment, model_dir, step, writer, temperature=1.):
     with writer.as_default(step=step):
       tf.summary.image('samples', grid[None].astype(np.float32) / 255.)
   else:
-    data = input_pipeline.sample_toy(config.dataset, 2000, config.seed + 1)
+    data = data_lib.sample_toy(config.dataset, 2000, config.seed + 1)
     density_plot(
         functools.partial(marginal_log_prob, flow, num_classes), samples,
         path, data=data, title=f'{config.dataset}, step {step}',

@@ -61,7 +61,7 @@ class Flow(transformed_distribution._TransformedDistribution):  # pylint: disabl
           f'{self.name}.{method}: events must be {self.dtype.name}, got '
           f'{dtype.name}. Cast them, e.g. tf.cast(x, {self.dtype.name!r}); '
           '8-bit pixels need dequantization first (x + uniform noise in '
-          '[0, 1), tf_realnvp.dequantization).')
+          '[0, 1), tf_realnvp.data.dequantize).')
     return value
 
   def log_prob(self, value, name='log_prob', **kwargs):

@@ -10,7 +10,7 @@ import math
 
 import tensorflow as tf
 
-from tf_realnvp.dequantization import dequantize
+from tf_realnvp.data import dequantize
 from tf_realnvp.flows.flow import log_prob
 from tf_realnvp.flows.flow import weight_scale_l2
 

@@ -26,6 +26,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
+from tf_realnvp import config as config_lib
 from tf_realnvp import console
 from tf_realnvp import evaluation
 from tf_realnvp import flows
@@ -131,8 +132,9 @@ def train_and_evaluate(experiment, devices=None):
       run_dir.remove_checkpoints(
           os.path.join(config.model_dir, 'checkpoints'))
     elif os.path.exists(os.path.join(config.model_dir, 'config.json')):
+      # The config on disk, not resolved again: the data are described once.
       experiment_lib.check_resumable(
-          config, experiment_lib.load(config.model_dir).config)
+          experiment, config_lib.Config.load(config.model_dir))
     return Training(experiment, strategy, config.model_dir, stop).run()
 
 

@@ -1,0 +1,30 @@
+"""The data layer: where examples come from, and the stream of batches.
+
+One description type (`Source`, made once per run by `describe(name)`), one
+module per source (`toys`, `tfds_source`, `folder`, `npz`), the paper's
+preprocessing and the dequantization (`preprocessing`), and the stateless
+stream (`pipeline`). `sources` tells the sources apart by the name, in one
+place.
+"""
+
+from tf_realnvp.data.pipeline import batches
+from tf_realnvp.data.pipeline import make_dataset
+from tf_realnvp.data.preprocessing import dequantize
+from tf_realnvp.data.sources import DataError
+from tf_realnvp.data.sources import DatasetUnavailableError
+from tf_realnvp.data.sources import describe
+from tf_realnvp.data.sources import Source
+from tf_realnvp.data.sources import Split
+from tf_realnvp.data.sources import SPLITS
+from tf_realnvp.data.toys import eight_gaussians_means
+from tf_realnvp.data.toys import sample_toy
+from tf_realnvp.data.toys import TOY_DATASETS
+from tf_realnvp.data.toys import toy_log_prob_8gaussians
+from tf_realnvp.data.toys import TOY_SPLITS
+
+__all__ = [
+    'DataError', 'DatasetUnavailableError', 'SPLITS', 'Source', 'Split',
+    'TOY_DATASETS', 'TOY_SPLITS', 'batches', 'dequantize', 'describe',
+    'eight_gaussians_means', 'make_dataset', 'sample_toy',
+    'toy_log_prob_8gaussians',
+]
