@@ -161,12 +161,13 @@ class Config:
       'else 1e-3, the paper\'s).')
   warmup_steps: Optional[int] = _field(
       None, 'Raise the learning rate linearly from 0 to --learning_rate over '
-      'this many updates (default: 200 for realnvp and nsf on 2-D data, else '
-      '0).')
+      'this many updates (default: 200 for realnvp and nsf on 2-D data, at '
+      'most a tenth of the run, else 0).')
   lr_decay: Optional[str] = _field(
       None, 'After the warmup: none (constant learning rate) or cosine (to '
       '--lr_decay_floor * --learning_rate at the end of the run) (default: '
-      'cosine for realnvp and nsf on 2-D data, else none).')
+      'cosine for realnvp and nsf on 2-D data, else none; none where a '
+      '--warmup_steps given leaves no step to decay).')
   lr_decay_floor: float = _field(
       0., 'cosine: the final learning rate, as a fraction of --learning_rate.')
   ema_decay: float = _field(
