@@ -16,7 +16,6 @@ VERBOSITY, ARGV = console.split_verbosity(sys.argv)
 console.quiet(VERBOSITY)  # Before TensorFlow is imported.
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import dataclasses
 import typing
 
 from absl import app
@@ -42,7 +41,7 @@ def define_flags(config_class=config_lib.Config):
   whose help lists them.
   """
   hints = typing.get_type_hints(config_class)
-  for field in dataclasses.fields(config_class):
+  for field in config_lib.flag_fields(config_class):
     kind = hints[field.name]
     if typing.get_origin(kind) is typing.Union:  # Optional[X]
       kind = next(a for a in typing.get_args(kind) if a is not type(None))
@@ -65,8 +64,11 @@ def define_flags(config_class=config_lib.Config):
 
 
 def config_from_flags(config_class=config_lib.Config):
-  return config_class(**{f.name: flags.FLAGS[f.name].value
-                          for f in dataclasses.fields(config_class)})
+  """The config of the flags; `given` lists those on the command line."""
+  fields = config_lib.flag_fields(config_class)
+  return config_class(
+      given=tuple(f.name for f in fields if flags.FLAGS[f.name].present),
+      **{f.name: flags.FLAGS[f.name].value for f in fields})
 
 
 def parse_flags(argv):

@@ -103,3 +103,7 @@ def test_output_to_a_file_is_plain_lines_without_tensorflow_logs(tmp_path):
   assert not CPP_LOG_LINE.search(printed + result.stderr), (
       printed + result.stderr)
   assert result.stderr == ''
+  saved = json.loads((model_dir / 'config.json').read_text())
+  assert saved['given'] == ['dataset', 'eval_every', 'hidden_units',
+                            'model_dir', 'num_coupling_layers', 'train_steps',
+                            'warmup_steps']

@@ -25,7 +25,7 @@ from test_trainer import train
 
 from tf_realnvp import training
 from tf_realnvp.config import experiment
-from tf_realnvp.config import run_dir
+from tf_realnvp.config import run_dir as run_dir_lib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 400
@@ -84,7 +84,7 @@ def test_killed_or_signalled_runs_resume_bit_identical(tmp_path):
       stderr = process.communicate(timeout=120)[1]
     finally:
       process.kill()
-    saved = run_dir.checkpoints_newest_first(
+    saved = run_dir_lib.checkpoints_newest_first(
         os.path.join(probed, 'checkpoints'))
     finished = bool(saved) and saved[0].endswith(f'ckpt-{STEPS}')
     if process.returncode in (0, -number) and finished:
@@ -107,7 +107,7 @@ def test_killed_or_signalled_runs_resume_bit_identical(tmp_path):
 def damage(run_dir, how):
   """Damages the newest checkpoint (or all of them) in `run_dir`."""
   folder = run_dir / 'checkpoints'
-  newest = run_dir.checkpoints_newest_first(str(folder))[0]
+  newest = run_dir_lib.checkpoints_newest_first(str(folder))[0]
   if how == 'no index':
     os.remove(newest + '.index')
   elif how == 'truncated data':
@@ -155,21 +155,21 @@ def test_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(
 def test_no_intact_checkpoint_stops_instead_of_starting_over(tmp_path):
   run_dir = tmp_path / 'run'
   train(small_config(run_dir, train_steps=20, checkpoint_every=10))
-  for prefix in run_dir.checkpoints_newest_first(str(run_dir / 'checkpoints')):
+  for prefix in run_dir_lib.checkpoints_newest_first(str(run_dir / 'checkpoints')):
     os.remove(prefix + '.index')
-  with pytest.raises(run_dir.NoIntactCheckpointError,
+  with pytest.raises(run_dir_lib.NoIntactCheckpointError,
                      match='ckpt-20, ckpt-10.*--restart'):
     train(small_config(run_dir, train_steps=30, checkpoint_every=10))
   restarted = train(small_config(run_dir, train_steps=30, checkpoint_every=10,
                                  restart=True))
   assert restarted['step'] == 30
-  assert run_dir.checkpoints_newest_first(str(run_dir / 'checkpoints'))
+  assert run_dir_lib.checkpoints_newest_first(str(run_dir / 'checkpoints'))
 
 
 HOLD_LOCK = """
 import sys, time
-from tf_realnvp.config import run_dir
-with run_dir.locked(sys.argv[1]):
+from tf_realnvp.config import run_dir as run_dir_lib
+with run_dir_lib.locked(sys.argv[1]):
   print('locked', flush=True)
   time.sleep(600)
 """
@@ -181,7 +181,7 @@ def test_a_second_run_on_a_folder_in_use_refuses_naming_the_holder(tmp_path):
                             cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
   try:
     assert holder.stdout.readline() == 'locked\n'
-    with pytest.raises(run_dir.ModelDirBusyError,
+    with pytest.raises(run_dir_lib.ModelDirBusyError,
                        match=f'in use by a training run \\(pid {holder.pid} '):
       train(small_config(run_dir, train_steps=2))
   finally:
@@ -223,7 +223,7 @@ def test_a_signal_in_process_stops_after_the_step_and_saves(tmp_path,
   monkeypatch.setattr(training.Training, '_advance', signalled_at_5)
   with pytest.raises(training.TrainingInterrupted, match='SIGTERM at step 5'):
     train(small_config(tmp_path / 'run', train_steps=20))
-  assert run_dir.checkpoints_newest_first(
+  assert run_dir_lib.checkpoints_newest_first(
       str(tmp_path / 'run' / 'checkpoints'))[0].endswith('ckpt-5')
 
 
@@ -242,7 +242,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run_in_one_line(
     return save(manager, checkpoint_number=checkpoint_number, **kwargs)
   with monkeypatch.context() as patch:
     patch.setattr(tf.train.CheckpointManager, 'save', disk_full_at_20)
-    with pytest.raises(run_dir.SaveError,
+    with pytest.raises(run_dir_lib.SaveError,
                        match='step 20 .*No space left on device.*the one of '
                              'step 10 is intact'):
       train(small_config(run_dir, train_steps=30, checkpoint_every=10))

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -244,7 +245,7 @@ def test_train_step_runs_the_flow_in_training_mode_and_evaluation_does_not():
     ({}, {'batch_size': 32}),
     ({}, {'ema_decay': 0.5}),
     ({}, {'learning_rate': 1e-4}),
-    ({'lr_decay': 'cosine'}, {'train_steps': 4}),
+    ({'lr_decay': 'cosine'}, {'warmup_steps': 1}),
 ])
 def test_resume_refuses_another_model_data_stream_or_recipe(
     tmp_path, initial, change):
@@ -253,6 +254,108 @@ def test_resume_refuses_another_model_data_stream_or_recipe(
   settings = {'train_steps': 4, **initial, **change}
   with pytest.raises(ValueError, match=next(iter(change))):
     train(small_config(tmp_path / 'run', **settings))
+
+
+DECAYED = dict(learning_rate=1e-2, warmup_steps=4, lr_decay='cosine',
+               log_every=1, eval_every=1000, checkpoint_every=1000)
+
+
+def test_a_decayed_run_trains_further_and_resumes_exactly(
+    tmp_path, monkeypatch):
+  """40 steps, then 60 asked: from the rate reached at step 40 (0) the rate
+  ramps to the schedule of a 60-step run and decays with it. The training
+  loss does not jump at the extension, the run ends near one of 60 steps
+  from the start, and the extension interrupted and resumed ends with the
+  same weights as uninterrupted."""
+  config = lambda name, steps: small_config(tmp_path / name,
+                                            train_steps=steps, **DECAYED)
+  straight = train(config('straight', 60))
+  first = train(config('extended', 40))
+  shutil.copytree(tmp_path / 'extended', tmp_path / 'resumed')
+  extended = train(config('extended', 60))
+  saved = config_lib.Config.load(str(tmp_path / 'extended'))
+  assert saved.lr_plan == (dict(update=40, rate=0., ramp=2,
+                                from_train_steps=40, train_steps=60),)
+  assert saved.warmup_steps == 4 and saved.train_steps == 60
+  losses = logged_scalars(tmp_path / 'extended' / 'train', 'nll_nats')
+  print(f'test NLL: {first["test_nll_nats"]:.4f} at 40 steps, '
+        f'{extended["test_nll_nats"]:.4f} extended to 60, '
+        f'{straight["test_nll_nats"]:.4f} trained to 60 from the start; '
+        'training loss at steps 36-45: '
+        + ' '.join(f'{losses[step]:.3f}' for step in range(36, 46)))
+  before, after = ([losses[step] for step in steps]
+                   for steps in (range(36, 41), range(41, 46)))
+  assert abs(np.mean(after) - np.mean(before)) < 0.1
+  assert extended['test_nll_nats'] < first['test_nll_nats']
+  assert abs(extended['test_nll_nats'] - straight['test_nll_nats']) < 0.25
+  advance = training.Training._advance
+
+  def ctrl_c_at_50(self):
+    if self.current_step == 49:
+      os.kill(os.getpid(), signal.SIGINT)  # The run stops after this step.
+    return advance(self)
+  with monkeypatch.context() as patch:
+    patch.setattr(training.Training, '_advance', ctrl_c_at_50)
+    with pytest.raises(training.TrainingInterrupted, match='at step 50'):
+      train(config('resumed', 60))
+  resumed = train(config('resumed', 60))
+  assert resumed == dict(extended, model_dir=str(tmp_path / 'resumed'))
+  assert_same_weights(flow_weights(tmp_path / 'extended'),
+                      flow_weights(tmp_path / 'resumed'))
+
+
+def test_defaults_left_to_a_resumed_run_keep_its_values(tmp_path):
+  """A warmup that adapted to the first length stays when the run trains
+  further (its default for the new length would differ); a shorter length
+  than the run's step keeps its message."""
+  settings = dict(PLAIN_RECIPE, learning_rate=1e-2, warmup_steps=None,
+                  lr_decay=None, checkpoint_every=1000)
+  train(small_config(tmp_path / 'run', train_steps=20, **settings))
+  train(small_config(tmp_path / 'run', train_steps=30, **settings))
+  saved = config_lib.Config.load(str(tmp_path / 'run'))
+  assert (saved.warmup_steps, saved.lr_decay, saved.train_steps) == (
+      2, 'cosine', 30)
+  assert 'warmup_steps' not in saved.given and 'train_steps' in saved.given
+  with pytest.raises(experiment.ConfigError, match='at step 30, past the 25'):
+    train(small_config(tmp_path / 'run', train_steps=25, **settings))
+
+
+@pytest.mark.parametrize('settings, expected', [
+    # The recipe's 200 warmup steps, at most a tenth of the run.
+    (dict(train_steps=100), dict(warmup_steps=10, lr_decay='cosine')),
+    (dict(train_steps=6000), dict(warmup_steps=200, lr_decay='cosine')),
+    (dict(), dict(warmup_steps=200, train_steps=6000)),
+    (dict(dataset='8gaussians', train_steps=30), dict(warmup_steps=3)),
+    (dict(flow='realnvp', train_steps=50), dict(warmup_steps=5)),
+    # The length from --epochs: 0.05 of 100,000 points in batches of 256.
+    (dict(dataset='circles', epochs=0.05), dict(warmup_steps=2,
+                                                train_steps=None)),
+    (dict(lr_decay='cosine', train_steps=5), dict(warmup_steps=0)),
+    # A warmup given: a default decay yields, then a default length.
+    (dict(warmup_steps=300, train_steps=100), dict(lr_decay='none')),
+    (dict(warmup_steps=300), dict(lr_decay='cosine', train_steps=6000)),
+    (dict(lr_decay='cosine', warmup_steps=7000),
+     dict(train_steps=13000, lr_decay='cosine')),
+    # Images: the paper's constant rate does not depend on the length.
+    (dict(dataset='cifar10', train_steps=5), dict(warmup_steps=0,
+                                                  lr_decay='none')),
+])
+def test_defaults_adapt_to_the_settings_given(settings, expected):
+  resolved = experiment.resolve(config_lib.Config(**settings)).config
+  assert {name: getattr(resolved, name) for name in expected} == expected
+  assert resolved.given == tuple(sorted(settings))
+
+
+@pytest.mark.parametrize('settings, message', [
+    (dict(lr_decay='cosine', warmup_steps=40, train_steps=40),
+     '--warmup_steps=40 leaves none of the --train_steps=40'),
+    (dict(dataset='circles', lr_decay='cosine', warmup_steps=40,
+          epochs=0.05),
+     r'--warmup_steps=40 leaves none of the --epochs=0.05 \(20 steps\)'),
+])
+def test_only_settings_given_conflict(settings, message):
+  with pytest.raises(experiment.ConfigError, match=message):
+    experiment.resolve(config_lib.Config(**settings))
 
 
 def test_warmup_alone_lets_a_resumed_run_train_longer(tmp_path):

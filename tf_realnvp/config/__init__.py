@@ -11,5 +11,6 @@
 from tf_realnvp.config.settings import ABSENT_FIELD_VALUES
 from tf_realnvp.config.settings import Config
 from tf_realnvp.config.settings import ConfigError
-from tf_realnvp.config.settings import DECAY_LENGTH_FIELDS
+from tf_realnvp.config.settings import flag_fields
+from tf_realnvp.config.settings import LENGTH_ADAPTED_FIELDS
 from tf_realnvp.config.settings import RESUME_FIELDS

@@ -165,6 +165,12 @@ def resolve(config):
   is listed and its files' headers read): a bad setting fails here, before
   anything is loaded.
 
+  The rule: a default never overrules a setting the user gave (`given`); it
+  adapts to it. Only settings the user gave can conflict, and such a
+  conflict is a `ConfigError`. The run's length decides the recipe's
+  defaults (`_fit_recipe`); known from `--epochs`, it is counted from the
+  training split's size (`Experiment.total_steps`).
+
   Raises:
     ConfigError: for a setting that cannot work, with what to do instead.
   """
@@ -174,6 +180,7 @@ def resolve(config):
 
 def _resolve(config, source=None):
   """`resolve`, with the `source` of `config`'s dataset if already made."""
+  given = config.given_fields()
   config = _with_preset(config)
   if source is None:
     source = _describe(config)
@@ -189,7 +196,8 @@ def _resolve(config, source=None):
     defaults.update(presets.VECTOR_RECIPES.get(flow, {}))
   if source.resizes:
     defaults.update(image_size=source.default_image_size)
-  resolved = dataclasses.replace(config, **{
+  unset = {name for name in _LENGTH_AND_RECIPE if getattr(config, name) is None}
+  resolved = dataclasses.replace(config, given=given, **{
       name: value for name, value in defaults.items()
       if getattr(config, name) is None})
   if resolved.model_dir is None:
@@ -199,24 +207,56 @@ def _resolve(config, source=None):
                                  **_model_defaults(resolved, data.event_shape))
   _check_scales_fit(resolved, data)
   _check_recipe(resolved)
+  resolved = _fit_recipe(Experiment(resolved, data), unset)
   return Experiment(resolved, data)
 
 
-def check_resumable(experiment, saved):
-  """Raises `ConfigError` if `saved` (the config on disk,
-  `config_lib.Config.load`) has another model, data stream or training
-  recipe than `experiment`.
+def resumed(experiment, saved):
+  """`(experiment, planned_steps)`: the experiment that goes on with the run
+  on disk, whose config.json is `saved` (`Config.load`), and the length that
+  run was planned for.
 
-  Runs written before the settings a flow ignores were refused recorded
-  every field: one that `experiment` leaves unset and that its dataset and
-  flow would not use is no difference.
+  The settings the command leaves to defaults whose defaults adapt to the
+  run's length (`LENGTH_ADAPTED_FIELDS`) keep the run's values; the run's
+  `lr_plan` carries over. The length may change (train further; with a
+  decay the rest of the schedule is re-planned when training resumes).
+
+  Raises:
+    ConfigError: if the command asks for another model, data stream or
+      recipe than the run's (`check_resumable`), or for a decayed run's
+      length within its warmup.
   """
   config = experiment.config
-  names = config_lib.RESUME_FIELDS + (
-      config_lib.DECAY_LENGTH_FIELDS if saved.lr_decay != 'none' else ())
-  unused = (_unused_fields(saved, experiment.data.source)
+  given = set(config.given_fields())
+  kept = {name: getattr(saved, name)
+          for name in config_lib.LENGTH_ADAPTED_FIELDS if name not in given}
+  given |= set(saved.given_fields()) & set(kept)
+  config = dataclasses.replace(config, lr_plan=saved.lr_plan,
+                               given=tuple(given), **kept)
+  check_resumable(config, saved, experiment.data)
+  resumed_experiment = Experiment(config, experiment.data)
+  if (config.lr_decay != 'none' and
+      resumed_experiment.total_steps() <= config.warmup_steps):
+    raise ConfigError(
+        f'The run in {config.model_dir} decays its learning rate after a '
+        f'warmup of {config.warmup_steps} steps; {_length_text(config)} ends '
+        'within it: ask for more steps, or use another --model_dir.')
+  # The same dataset (`check_resumable`): its description serves both.
+  planned_steps = Experiment(saved, experiment.data).total_steps()
+  return resumed_experiment, planned_steps
+
+
+def check_resumable(config, saved, data):
+  """Raises `ConfigError` if `saved` (the config on disk) has another model,
+  data stream or training recipe than `config`. The length may differ.
+
+  Runs written before the settings a flow ignores were refused recorded
+  every field: one that `config` leaves unset and that the saved run's
+  dataset (`data`) and flow would not use is no difference.
+  """
+  unused = (_unused_fields(saved, data.source)
             if saved.flow in flows.FLOWS else [])
-  changed = [name for name in names
+  changed = [name for name in config_lib.RESUME_FIELDS
              if getattr(config, name) != getattr(saved, name)
              and not (getattr(config, name) is None and name in unused)]
   if changed:
@@ -370,6 +410,49 @@ def _model_defaults(config, event_shape):
           if argument in accepted and getattr(config, field) is None}
 
 
+# The length and the recipe settings whose defaults depend on it.
+_LENGTH_AND_RECIPE = ('train_steps', 'epochs', 'warmup_steps', 'lr_decay')
+
+
+def _fit_recipe(experiment, unset):
+  """The config with the recipe's defaults fitted to the run's length.
+
+  `unset` names the fields of `_LENGTH_AND_RECIPE` that took defaults. A
+  default warmup is at most `presets.WARMUP_SHARE` of the run. A warmup
+  given that leaves no step to a decay: a default decay yields (none); with
+  the decay given too, a default length yields (the warmup, then the
+  default length); with the length given as well, it is a `ConfigError`.
+  """
+  config = experiment.config
+  warmup = config.warmup_steps
+  if not warmup or (config.lr_decay == 'none' and
+                    'warmup_steps' not in unset):
+    return config  # Nothing depends on the length.
+  length = experiment.total_steps()
+  if 'warmup_steps' in unset:
+    return dataclasses.replace(
+        config, warmup_steps=min(warmup, int(presets.WARMUP_SHARE * length)))
+  if config.lr_decay == 'none' or warmup < length:
+    return config
+  if 'lr_decay' in unset:
+    return dataclasses.replace(config, lr_decay='none')
+  if {'train_steps', 'epochs'} <= unset:
+    return dataclasses.replace(config, train_steps=warmup + length,
+                               epochs=None)
+  raise ConfigError(
+      f'--lr_decay={config.lr_decay} decays after the warmup: '
+      f'--warmup_steps={warmup} leaves none of the {_length_text(config)}: '
+      'set fewer --warmup_steps, or --lr_decay=none.')
+
+
+def _length_text(config):
+  """The length setting of `config` as a flag, e.g. `--epochs=0.05 (20 steps)`."""
+  if config.train_steps is not None:
+    return f'--train_steps={config.train_steps}'
+  length = Experiment(config, None).total_steps()
+  return f'--epochs={config.epochs:g} ({length} steps)'
+
+
 def _check_recipe(config):
   if not 0. <= config.lr_decay_floor <= 1.:
     raise ConfigError('--lr_decay_floor is a fraction of --learning_rate in '
@@ -377,10 +460,3 @@ def _check_recipe(config):
   if not 0. <= config.ema_decay < 1.:
     raise ConfigError('--ema_decay must be in [0, 1) (0: no averaging), got '
                       f'{config.ema_decay}.')
-  if (config.lr_decay != 'none' and config.train_steps is not None and
-      config.warmup_steps >= config.train_steps):
-    raise ConfigError(
-        f'--lr_decay={config.lr_decay} decays after the warmup: '
-        f'--warmup_steps={config.warmup_steps} leaves none of the '
-        f'--train_steps={config.train_steps}: set fewer --warmup_steps, or '
-        '--lr_decay=none.')

@@ -1,6 +1,7 @@
 """The defaults that depend on the data and the flow, and the paper's presets:
 tables with their sources. `experiment.resolve` applies them (a setting the
-user gave always wins); the checks live there, not here.
+user gave always wins, and the defaults adapt to it); the checks live there,
+not here.
 """
 
 # The defaults of image datasets: the paper's flow, batch size and recipe
@@ -28,6 +29,18 @@ PAPER_RECIPE = dict(learning_rate=1e-3, warmup_steps=0, lr_decay='none')
 VECTOR_RECIPES = dict(
     realnvp=dict(learning_rate=1e-2, warmup_steps=200, lr_decay='cosine'),
     nsf=dict(learning_rate=5e-3, warmup_steps=200, lr_decay='cosine'))
+
+# A recipe's warmup is a default that adapts to the run's length: at most
+# this share of it, so the measured 6000-step recipe keeps its 200 steps and
+# a 30-step run warms up over 3.
+WARMUP_SHARE = 0.1
+
+# A resumed run with a decaying rate whose length changes (train further)
+# moves from the rate it reached to the schedule of the new length over a
+# ramp of this share of the updates left, at least 1, at most this many (the
+# measured warmup's length): continuous, so the loss does not jump.
+RAMP_SHARE = 0.1
+RAMP_MAX_STEPS = 200
 
 # --preset=paper (Dinh et al. 2017, Sec. 4.1): "Our multi-scale architecture
 # is repeated recursively until the input of the last recursion is a

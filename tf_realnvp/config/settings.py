@@ -5,6 +5,12 @@ writes its config to `model_dir/config.json`, which `evaluate.py` and a
 resumed run read back. A field left `None` takes a default that depends on
 the dataset or the flow; `tf_realnvp.config.experiment.resolve` checks the settings
 and fills those in. This module knows no model code.
+
+Which settings the user gave and which came from defaults is recorded in
+`given` (a default adapts to what the user gave, never the other way round;
+see `resolve`): `train.py` lists the flags present on its command line; a
+`Config(...)` built in Python counts the fields whose value differs from the
+field's default here (for the fields defaulting to `None`: those set).
 """
 
 import dataclasses
@@ -35,16 +41,28 @@ RESUME_FIELDS = (
     'spline_bins', 'spline_bound', 'batch_size', 'seed',
     'learning_rate', 'warmup_steps', 'lr_decay', 'lr_decay_floor', 'ema_decay',
     'batch_norm', 'conditional')
-# A decay runs over the whole run: with one, the run's length is kept too.
-DECAY_LENGTH_FIELDS = ('train_steps', 'epochs')
+# The length of a run (train_steps, epochs) is not among them: a resumed run
+# may train further, and a decaying learning rate is then re-planned
+# (`training.optimizers`).
+# Recipe fields whose defaults adapt to the run's length: a resumed run keeps
+# its own values of those the command does not give.
+LENGTH_ADAPTED_FIELDS = ('warmup_steps', 'lr_decay')
 # What a field that a run's config.json lacks (written before the field
 # existed) meant then, whatever its default is now.
 ABSENT_FIELD_VALUES = dict(warmup_steps=0, lr_decay='none', lr_decay_floor=0.,
                            ema_decay=0., batch_norm='none')
 
 
-def _field(default, help_text):
-  return dataclasses.field(default=default, metadata={'help': help_text})
+def _field(default, help_text, flag=True):
+  return dataclasses.field(default=default,
+                           metadata={'help': help_text, 'flag': flag})
+
+
+def flag_fields(config_class=None):
+  """The fields of `Config` that are flags of `train.py` (all but the
+  records a run writes itself)."""
+  return [field for field in dataclasses.fields(config_class or Config)
+          if field.metadata.get('flag', True)]
 
 
 @dataclasses.dataclass
@@ -144,12 +162,13 @@ class Config:
       'else 1e-3, the paper\'s).')
   warmup_steps: Optional[int] = _field(
       None, 'Raise the learning rate linearly from 0 to --learning_rate over '
-      'this many updates (default: 200 for realnvp and nsf on 2-D data, else '
-      '0).')
+      'this many updates (default: 200 for realnvp and nsf on 2-D data, at '
+      'most a tenth of the run, else 0).')
   lr_decay: Optional[str] = _field(
       None, 'After the warmup: none (constant learning rate) or cosine (to '
       '--lr_decay_floor * --learning_rate at the end of the run) (default: '
-      'cosine for realnvp and nsf on 2-D data, else none).')
+      'cosine for realnvp and nsf on 2-D data, else none; none where a '
+      '--warmup_steps given leaves no step to decay).')
   lr_decay_floor: float = _field(
       0., 'cosine: the final learning rate, as a fraction of --learning_rate.')
   ema_decay: float = _field(
@@ -190,10 +209,34 @@ class Config:
       False, 'Start over in a --model_dir that holds a run: deletes its '
       'checkpoints (without it, a run resumes, or refuses other settings).')
 
+  # Records of the run, written by it (not flags).
+  given: Optional[Tuple[str, ...]] = _field(
+      None, 'The settings the user gave; the others took their defaults. '
+      'None: the fields that differ from their default here (a Config built '
+      'in Python); `resolve` fills it in.', flag=False)
+  lr_plan: Tuple[dict, ...] = _field(
+      (), 'The changes of the run\'s length with a decaying learning rate, '
+      'in order: dict(update=t, rate=r, ramp=R, from_train_steps=T0, '
+      'train_steps=T): from update t on, the rate moves linearly over R '
+      'updates from r (the rate reached) to the schedule of a T-step run, '
+      'then follows it (`training.optimizers.learning_rate_schedule`).',
+      flag=False)
+
   def __post_init__(self):
     # From flags or JSON, hidden widths arrive as a list (of strings).
     if self.hidden_units is not None:
       self.hidden_units = tuple(int(units) for units in self.hidden_units)
+    if self.given is not None:
+      self.given = tuple(sorted(self.given))
+    self.lr_plan = tuple(dict(change) for change in self.lr_plan)
+
+  def given_fields(self):
+    """The names of the settings the user gave (see the module docstring)."""
+    if self.given is not None:
+      return self.given
+    return tuple(sorted(
+        field.name for field in flag_fields(type(self))
+        if getattr(self, field.name) != field.default))
 
   def save(self, model_dir):
     """Writes the config as `model_dir/config.json`, if it changed.

@@ -13,6 +13,7 @@ same weights as an uninterrupted one.
 """
 
 import contextlib
+import dataclasses
 import io
 import os
 import shutil
@@ -110,8 +111,8 @@ def train_and_evaluate(experiment, devices=None):
     TrainingDivergedError: after `max_bad_steps` non-finite steps in a row.
   """
   config = experiment.config
-  strategy = strategies.make_strategy(config.strategy, devices)  # First.
   try:
+    strategy = strategies.make_strategy(config.strategy, devices)  # First.
     strategies.per_replica_batch_size(config.batch_size, strategy)
   except ValueError as error:
     raise experiment_lib.ConfigError(str(error)) from None
@@ -119,9 +120,11 @@ def train_and_evaluate(experiment, devices=None):
     tf.config.experimental.enable_op_determinism()
   chief = strategies.is_chief(strategy)
   if not chief:
+    experiment, planned_steps = _resumed(experiment)
     write_dir = tempfile.mkdtemp(prefix='tf_realnvp_')
     try:
-      return Training(experiment, strategy, write_dir).run()
+      return Training(experiment, strategy, write_dir,
+                      planned_steps=planned_steps).run()
     finally:
       shutil.rmtree(write_dir, ignore_errors=True)
   # With several workers, TensorFlow's handler watches for SIGTERM.
@@ -131,11 +134,23 @@ def train_and_evaluate(experiment, devices=None):
     if config.restart:
       run_dir.remove_checkpoints(
           os.path.join(config.model_dir, 'checkpoints'))
-    elif os.path.exists(os.path.join(config.model_dir, 'config.json')):
-      # The config on disk, not resolved again: the data are described once.
-      experiment_lib.check_resumable(
-          experiment, config_lib.Config.load(config.model_dir))
-    return Training(experiment, strategy, config.model_dir, stop).run()
+    experiment, planned_steps = _resumed(experiment)
+    return Training(experiment, strategy, config.model_dir, stop,
+                    planned_steps).run()
+
+
+def _resumed(experiment):
+  """`(experiment, planned_steps)`: the experiment that goes on with the run
+  in its model directory (`experiment.resumed`) and the length that run was
+  planned for; `(experiment, None)` for a new run or `--restart`. The run's
+  config.json is read as it is, not resolved again: the data are described
+  once."""
+  config = experiment.config
+  if config.restart or not os.path.exists(
+      os.path.join(config.model_dir, 'config.json')):
+    return experiment, None
+  return experiment_lib.resumed(
+      experiment, config_lib.Config.load(config.model_dir))
 
 
 class Training:
@@ -143,10 +158,13 @@ class Training:
 
   This task writes into `write_dir` (the model directory on the chief). A
   `_StopOnSignal` as `stop` ends the run after the step in which it received
-  a signal.
+  a signal. `planned_steps`: the length the run on disk was planned for;
+  with a decaying learning rate and another length asked, the rest of the
+  schedule is re-planned once the checkpoint is restored (`_replan`).
   """
 
-  def __init__(self, experiment, strategy, write_dir, stop=None):
+  def __init__(self, experiment, strategy, write_dir, stop=None,
+               planned_steps=None):
     self.experiment = experiment
     self.stop = stop
     self.config = config = experiment.config
@@ -165,7 +183,7 @@ class Training:
     check_batches(self.test_data, self.flow)
     self.iterator = iter(self.train_data)
     self.evaluator = evaluation.Evaluator(self.flow, strategy)
-    self._restore()
+    self._restore(planned_steps)
     self.writers = {
         split: tf.summary.create_file_writer(os.path.join(write_dir, split))
         for split in ('train', 'test')}
@@ -180,15 +198,29 @@ class Training:
     with self.strategy.scope():
       self.flow = self.experiment.build_flow()
       self.optimizer = optimizers.make_optimizer(
-          config.learning_rate, warmup_steps=config.warmup_steps,
-          lr_decay=config.lr_decay, total_steps=self.total_steps,
-          lr_decay_floor=config.lr_decay_floor, ema_decay=config.ema_decay)
+          ema_decay=config.ema_decay, **self._schedule_settings())
       self.optimizer.build(self.flow.trainable_variables)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
       self.train_step = TrainStep(self.flow, self.optimizer, self.strategy,
                          config.batch_size, config.l2, config.clip_norm, jit)
 
-  def _restore(self):
+  def _schedule_settings(self, **overrides):
+    """The `optimizers.learning_rate_schedule` arguments of the run."""
+    config = self.config
+    return dict(dict(
+        learning_rate=config.learning_rate, warmup_steps=config.warmup_steps,
+        lr_decay=config.lr_decay, total_steps=self.total_steps,
+        lr_decay_floor=config.lr_decay_floor, lr_plan=config.lr_plan),
+                **overrides)
+
+  def _set_lr_plan(self, lr_plan):
+    """Makes `lr_plan` the run's (its config's and its optimizer's)."""
+    self.config = dataclasses.replace(self.config, lr_plan=lr_plan)
+    self.experiment = dataclasses.replace(self.experiment, config=self.config)
+    self.optimizer.learning_rate = optimizers.learning_rate_schedule(
+        **self._schedule_settings())
+
+  def _restore(self, planned_steps):
     """Resumes from the latest checkpoint in the model directory, if any."""
     config = self.config
     # The averages are also the optimizer's variables; saved under their own
@@ -209,6 +241,10 @@ class Training:
           f'The run in {config.model_dir} is at step {self.current_step}, '
           f'past the {self.total_steps} steps asked: ask for more, or use '
           'another --model_dir.')
+    if not restored and config.lr_plan:
+      self._set_lr_plan(())  # Config.json without checkpoints: from step 0.
+    elif restored and planned_steps not in (None, self.total_steps):
+      self._replan(planned_steps)
     # Every worker reads the same (unsharded) first batch.
     initialize_actnorms(self.flow, lambda: flows.log_prob(
         self.flow, *objective.events_and_context(next(iter(self.all_train_data)))))
@@ -216,8 +252,33 @@ class Training:
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(self.write_dir, 'checkpoints'),
         max_to_keep=config.keep_checkpoints)
-    config.save(self.write_dir)
+    self.config.save(self.write_dir)
     self.last_saved = self.current_step if restored else None
+
+  def _replan(self, planned_steps):
+    """Re-plans a decaying learning rate for the new length (one line says
+    how): from the rate reached, over a short ramp, to the schedule of a run
+    of the new length, then with it to the floor at the new end."""
+    config = self.config
+    if config.lr_decay == 'none':
+      return  # The schedule does not depend on the length.
+    update = int(self.optimizer.iterations.numpy())
+    planned = optimizers.learning_rate_schedule(
+        **self._schedule_settings(total_steps=planned_steps))
+    change = optimizers.length_change(update, float(planned(update)),
+                                      planned_steps, self.total_steps)
+    self._set_lr_plan(config.lr_plan + (change,))
+    # The rate at the end of the ramp, on the new length's schedule.
+    target = float(optimizers.learning_rate_schedule(
+        **self._schedule_settings(lr_plan=()))(change['update'] + change['ramp']))
+    if strategies.is_chief(self.strategy):
+      print(f'Training the run in {config.model_dir} from step '
+            f'{self.current_step} to {self.total_steps} (it was planned for '
+            f'{planned_steps}): the learning rate moves from {change["rate"]:.3g} '
+            f'to that of a {self.total_steps}-step run ({target:.3g}) over '
+            f'{change["ramp"]} steps, then decays with it to '
+            f'{config.lr_decay_floor * config.learning_rate:.3g} at step '
+            f'{self.total_steps}.', flush=True)
 
   @property
   def current_step(self):

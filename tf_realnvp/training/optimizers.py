@@ -6,6 +6,7 @@ import contextlib
 import keras
 import tensorflow as tf
 
+from tf_realnvp.config import presets
 from tf_realnvp.config.settings import LR_DECAYS
 
 
@@ -58,7 +59,7 @@ def _handle(variable):
 
 
 def learning_rate_schedule(learning_rate, *, warmup_steps=0, lr_decay='none',
-                           total_steps=None, lr_decay_floor=0.):
+                           total_steps=None, lr_decay_floor=0., lr_plan=()):
   """The learning rate as a function of the number of updates applied, t.
 
   With W = `warmup_steps`, T = `total_steps`, lr = `learning_rate` and
@@ -75,6 +76,17 @@ def learning_rate_schedule(learning_rate, *, warmup_steps=0, lr_decay='none',
   without decay it gets `alpha=1`, which makes its decayed rate the target
   itself. With neither warmup nor decay the rate is the plain float, so the
   optimizer has the variables (and checkpoints) it always had.
+
+  `lr_plan` (a decay only) holds the changes of the run's length, each
+  `dict(update=u, rate=r, ramp=R, from_train_steps=T0, train_steps=T1)`
+  (`length_change`): the run was planned for T0 (the first change's T0 is
+  the T above), and from update u on
+
+      lr(t) = lr_T1(t) + (r - lr_T1(u)) max(0, 1 - (t - u) / R),
+
+  where lr_T1 is the schedule above with T = T1 and r = lr(u) the rate
+  reached: the rate moves linearly from where it was to the schedule of a
+  T1-step run over R updates, then follows it to f lr at T1.
   """
   learning_rate = float(learning_rate)
   if lr_decay not in LR_DECAYS:
@@ -86,18 +98,61 @@ def learning_rate_schedule(learning_rate, *, warmup_steps=0, lr_decay='none',
       return learning_rate
     decay_steps, lr_decay_floor = 1, 1.
   else:
+    if lr_plan:
+      total_steps = lr_plan[0]['from_train_steps']
     if total_steps is None or total_steps <= warmup_steps:
       raise ValueError(
           f'A cosine decay needs more training steps ({total_steps}) than '
           f'warmup steps ({warmup_steps}).')
     decay_steps = total_steps - warmup_steps
-  return keras.optimizers.schedules.CosineDecay(
+  schedule = keras.optimizers.schedules.CosineDecay(
       0., decay_steps, alpha=float(lr_decay_floor),
       warmup_target=learning_rate, warmup_steps=warmup_steps)
+  if lr_decay == 'none' or not lr_plan:
+    return schedule
+  return _Replanned(schedule, lr_plan, [
+      keras.optimizers.schedules.CosineDecay(
+          0., max(1, change['train_steps'] - warmup_steps),
+          alpha=float(lr_decay_floor), warmup_target=learning_rate,
+          warmup_steps=warmup_steps) for change in lr_plan])
+
+
+def length_change(update, rate, from_train_steps, train_steps):
+  """The `lr_plan` entry of a run at `update`, at the learning rate `rate`,
+  planned for `from_train_steps` and asked for `train_steps`: its ramp is a
+  share of the updates left (`presets.RAMP_SHARE`, `RAMP_MAX_STEPS`)."""
+  ramp = int(presets.RAMP_SHARE * (train_steps - update))
+  return dict(update=int(update), rate=float(rate),
+              ramp=max(1, min(presets.RAMP_MAX_STEPS, ramp)),
+              from_train_steps=int(from_train_steps),
+              train_steps=int(train_steps))
+
+
+class _Replanned(keras.optimizers.schedules.LearningRateSchedule):
+  """A schedule whose run changed its length (`learning_rate_schedule`)."""
+
+  def __init__(self, schedule, lr_plan, targets):
+    self.schedule = schedule
+    self.lr_plan = [dict(change) for change in lr_plan]
+    self.targets = targets
+
+  def __call__(self, step):
+    rate = self.schedule(step)
+    t = tf.cast(step, rate.dtype)
+    for change, target in zip(self.lr_plan, self.targets):
+      start = float(change['update'])
+      left = tf.maximum(0., 1. - (t - start) / float(change['ramp']))
+      offset = (change['rate'] - target(change['update'])) * left
+      rate = tf.where(t >= start, target(step) + offset, rate)
+    return rate
+
+  def get_config(self):
+    return dict(schedule=self.schedule.get_config(), lr_plan=self.lr_plan)
 
 
 def make_optimizer(learning_rate, *, warmup_steps=0, lr_decay='none',
-                   total_steps=None, lr_decay_floor=0., ema_decay=0.):
+                   total_steps=None, lr_decay_floor=0., lr_plan=(),
+                   ema_decay=0.):
   """The training run's optimizer: `FusedAdam` with its schedule and averaging.
 
   The learning rate follows `learning_rate_schedule` (a function of
@@ -120,7 +175,7 @@ def make_optimizer(learning_rate, *, warmup_steps=0, lr_decay='none',
     raise ValueError(f'ema_decay must be in [0, 1), got {ema_decay}.')
   schedule = learning_rate_schedule(
       learning_rate, warmup_steps=warmup_steps, lr_decay=lr_decay,
-      total_steps=total_steps, lr_decay_floor=lr_decay_floor)
+      total_steps=total_steps, lr_decay_floor=lr_decay_floor, lr_plan=lr_plan)
   return FusedAdam(schedule, use_ema=ema_decay > 0., ema_momentum=ema_decay)
 
 
