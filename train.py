@@ -24,6 +24,7 @@ from absl import flags
 from tf_realnvp import config as config_lib
 from tf_realnvp import data
 from tf_realnvp import training
+from tf_realnvp.config import checks
 from tf_realnvp.config import experiment as experiment_lib
 from tf_realnvp.config import run_dir
 
@@ -37,7 +38,7 @@ INTERRUPTED = 130
 def define_flags(config_class=config_lib.Config):
   """Defines one absl flag per config field, with its default and help.
 
-  A field with a fixed set of values (`experiment.CHOICES`) is an enum flag,
+  A field with a fixed set of values (`checks.CHOICES`) is an enum flag,
   whose help lists them.
   """
   hints = typing.get_type_hints(config_class)
@@ -46,9 +47,9 @@ def define_flags(config_class=config_lib.Config):
     if typing.get_origin(kind) is typing.Union:  # Optional[X]
       kind = next(a for a in typing.get_args(kind) if a is not type(None))
     help_text = field.metadata['help']
-    if field.name in experiment_lib.CHOICES:
+    if field.name in checks.CHOICES:
       flags.DEFINE_enum(field.name, field.default,
-                        experiment_lib.CHOICES[field.name], help_text)
+                        checks.CHOICES[field.name], help_text)
     elif kind is bool:
       flags.DEFINE_bool(field.name, field.default, help_text)
     elif kind is int:

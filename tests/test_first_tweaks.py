@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from tf_realnvp import config as config_lib
 from tf_realnvp import training
+from tf_realnvp.config import checks
 from tf_realnvp.config import experiment
 
 DATASETS = {
@@ -70,10 +71,10 @@ def tweak(field, kind, default_config):
   if field.name in VALUES:
     value = VALUES[field.name]
     return value[kind] if isinstance(value, dict) else value
-  if field.name in experiment.CHOICES:
+  if field.name in checks.CHOICES:
     # The first choice other than the value the run would take.
     current = getattr(default_config, field.name)
-    return next(choice for choice in experiment.CHOICES[field.name]
+    return next(choice for choice in checks.CHOICES[field.name]
                 if choice != current)
   hint = typing.get_type_hints(config_lib.Config)[field.name]
   if typing.get_origin(hint) is typing.Union:  # Optional[X]

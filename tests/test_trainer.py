@@ -550,7 +550,7 @@ def test_resolve_fills_the_defaults_of_the_data_and_the_flow():
   assert cifar.config.hidden_units is None
   assert cifar.config.learning_rate == 1e-3 and cifar.config.flow == 'realnvp'
   assert cifar.data.event_shape == (32, 32, 3) and cifar.data.is_image
-  assert cifar.data.metric(32 * 32 * 3 * np.log(2.)) == pytest.approx(1.)
+  assert cifar.metric(32 * 32 * 3 * np.log(2.)) == pytest.approx(1.)
   maf = experiment.resolve(config_lib.Config(flow='maf')).config
   assert maf.num_coupling_layers == 5 and maf.learning_rate == 1e-3
   celeb_a = experiment.resolve(config_lib.Config(dataset='celeb_a'))

@@ -3,6 +3,7 @@
     settings.py    Config: every setting with its default and meaning
     presets.py     the defaults that depend on the data and the flow, and
                    the paper's presets, as tables with their sources
+    checks.py      the checks of the settings, each a one-line ConfigError
     experiment.py  resolve(config) -> Experiment: every setting checked and
                    completed, the dataset described once, the flow factory
     run_dir.py     the run directory: its lock and its checkpoints
@@ -14,3 +15,8 @@ from tf_realnvp.config.settings import ConfigError
 from tf_realnvp.config.settings import flag_fields
 from tf_realnvp.config.settings import LENGTH_ADAPTED_FIELDS
 from tf_realnvp.config.settings import RESUME_FIELDS
+
+__all__ = [
+    'ABSENT_FIELD_VALUES', 'Config', 'ConfigError', 'flag_fields',
+    'LENGTH_ADAPTED_FIELDS', 'RESUME_FIELDS',
+]

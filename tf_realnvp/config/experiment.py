@@ -3,8 +3,8 @@
 `train.py` and `evaluate.py` hand their `Config` to `resolve` before any
 data is read; it checks every setting, fills in the defaults that depend on
 the dataset and the flow, and returns an `Experiment`: the completed config,
-the dataset (`Data`: its `data.Source`, described once here, and the figure
-it reports), the flow factory and the batches. Nothing downstream asks "is
+the dataset (its `data.Source`, described once here), the figure the run
+reports, the flow factory and the batches. Nothing downstream asks "is
 this an image dataset?" again, nor opens the dataset to ask.
 """
 
@@ -15,68 +15,11 @@ import os
 
 from tf_realnvp import data as data_lib
 from tf_realnvp import flows
+from tf_realnvp.config import checks
 from tf_realnvp.config import presets
 from tf_realnvp.config import settings as config_lib
 from tf_realnvp.config.settings import ConfigError
 from tf_realnvp.flows import objective
-
-# The values each enumerated setting takes.
-CHOICES = dict(
-    flow=tuple(flows.FLOWS),
-    batch_norm=config_lib.BATCH_NORMS,
-    lr_decay=config_lib.LR_DECAYS,
-    strategy=config_lib.STRATEGIES,
-    preset=config_lib.PRESETS,
-)
-
-
-# Config fields that shape the network, and the `make_flow` setting each is.
-MODEL_FIELDS = dict(num_scales='num_scales', num_res_blocks='num_res_blocks',
-                    num_filters='num_filters',
-                    num_coupling_layers='num_layers',
-                    hidden_units='hidden_units', spline_bins='spline_bins',
-                    spline_bound='spline_bound')
-# Settings that must be at least 1, and those that must be at least 0.
-AT_LEAST_ONE = ('batch_size', 'train_steps', 'num_scales', 'num_res_blocks',
-                'num_filters', 'num_coupling_layers', 'log_every',
-                'eval_every', 'checkpoint_every', 'keep_checkpoints',
-                'eval_batches', 'max_bad_steps', 'image_size')
-AT_LEAST_ZERO = ('warmup_steps', 'l2')
-
-
-@dataclasses.dataclass(frozen=True)
-class Data:
-  """The run's dataset (`source`, described once) and the figure it reports."""
-
-  source: data_lib.Source
-
-  @property
-  def name(self):
-    return self.source.name
-
-  @property
-  def event_shape(self):
-    return self.source.event_shape
-
-  @property
-  def num_classes(self):
-    """The number of classes of the labels; None without labels."""
-    return self.source.num_classes
-
-  @property
-  def is_image(self):
-    return self.source.is_image
-
-  @property
-  def metric_name(self):
-    """Images report bits/dim, vectors the NLL in nats."""
-    return 'bits_per_dim' if self.is_image else 'nll_nats'
-
-  def metric(self, mean_nll):
-    """The reported figure of a mean NLL in nats per example."""
-    if self.is_image:
-      return objective.nats_to_bits_per_dim(mean_nll, self.event_shape)
-    return mean_nll
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,13 +27,24 @@ class Experiment:
   """A checked run: its complete config, its data, its flow and its batches."""
 
   config: config_lib.Config
-  data: Data
+  data: data_lib.Source
+
+  @property
+  def metric_name(self):
+    """Images report bits/dim, vectors the NLL in nats."""
+    return 'bits_per_dim' if self.data.is_image else 'nll_nats'
+
+  def metric(self, mean_nll):
+    """The reported figure of a mean NLL in nats per example."""
+    if self.data.is_image:
+      return objective.nats_to_bits_per_dim(mean_nll, self.data.event_shape)
+    return mean_nll
 
   def flow_settings(self):
     """The `make_flow` settings of the config's model."""
     config = self.config
     settings = {argument: getattr(config, field)
-                for field, argument in MODEL_FIELDS.items()
+                for field, argument in checks.MODEL_FIELDS.items()
                 if getattr(config, field) is not None}
     if config.batch_norm in ('couplings', 'both'):
       settings['batch_norm_couplings'] = True
@@ -120,7 +74,7 @@ class Experiment:
     config = self.config
     train = split == 'train'
     return data_lib.batches(
-        self.data.source, split, config.batch_size,
+        self.data, split, config.batch_size,
         seed=config.seed + seed_offset,
         random_flip=train and config.random_flip and self.data.is_image,
         random_crop=train, shuffle=train, repeat=train, drop_remainder=train,
@@ -128,7 +82,7 @@ class Experiment:
 
   def steps_per_epoch(self):
     """Training batches per pass over the training split."""
-    examples = self.data.source.num_examples('train')
+    examples = self.data.num_examples('train')
     return max(1, examples // self.config.batch_size)
 
   def total_steps(self):
@@ -151,10 +105,10 @@ def load(model_dir):
   every field; those are dropped here. The dataset is described once.
   """
   saved = config_lib.Config.load(model_dir)
-  _check_values(saved)
+  checks.check_values(saved)
   source = _describe(saved)
   return _resolve(dataclasses.replace(
-      saved, **{field: None for field in _unused_fields(saved, source)}),
+      saved, **{field: None for field in checks.ignored_settings(saved, source)}),
                   source)
 
 
@@ -174,7 +128,7 @@ def resolve(config):
   Raises:
     ConfigError: for a setting that cannot work, with what to do instead.
   """
-  _check_values(config)
+  checks.check_values(config)
   return _resolve(config)
 
 
@@ -184,7 +138,8 @@ def _resolve(config, source=None):
   config = _with_preset(config)
   if source is None:
     source = _describe(config)
-  data = _data(config, source)
+  checks.check_data_settings(config, source)
+  data = source
   defaults = dict(presets.IMAGE_DEFAULTS if data.is_image
                   else presets.VECTOR_DEFAULTS)
   if config.train_steps is not None or config.epochs is not None:
@@ -202,11 +157,11 @@ def _resolve(config, source=None):
       if getattr(config, name) is None})
   if resolved.model_dir is None:
     resolved.model_dir = os.path.join('runs', _run_name(source))
-  _check_model(resolved, data)
+  checks.check_model(resolved, data)
   resolved = dataclasses.replace(resolved,
                                  **_model_defaults(resolved, data.event_shape))
-  _check_scales_fit(resolved, data)
-  _check_recipe(resolved)
+  checks.check_scales_fit(resolved, data)
+  checks.check_recipe(resolved)
   resolved = _fit_recipe(Experiment(resolved, data), unset)
   return Experiment(resolved, data)
 
@@ -235,12 +190,13 @@ def resumed(experiment, saved):
                                given=tuple(given), **kept)
   check_resumable(config, saved, experiment.data)
   resumed_experiment = Experiment(config, experiment.data)
-  if (config.lr_decay != 'none' and
-      resumed_experiment.total_steps() <= config.warmup_steps):
+  length = resumed_experiment.total_steps()
+  if config.lr_decay != 'none' and length <= config.warmup_steps:
     raise ConfigError(
         f'The run in {config.model_dir} decays its learning rate after a '
-        f'warmup of {config.warmup_steps} steps; {_length_text(config)} ends '
-        'within it: ask for more steps, or use another --model_dir.')
+        f'warmup of {config.warmup_steps} steps; '
+        f'{_length_text(config, length)} ends within it: ask for more '
+        'steps, or use another --model_dir.')
   # The same dataset (`check_resumable`): its description serves both.
   planned_steps = Experiment(saved, experiment.data).total_steps()
   return resumed_experiment, planned_steps
@@ -254,7 +210,7 @@ def check_resumable(config, saved, data):
   every field: one that `config` leaves unset and that the saved run's
   dataset (`data`) and flow would not use is no difference.
   """
-  unused = (_unused_fields(saved, data.source)
+  unused = (checks.ignored_settings(saved, data)
             if saved.flow in flows.FLOWS else [])
   changed = [name for name in config_lib.RESUME_FIELDS
              if getattr(config, name) != getattr(saved, name)
@@ -279,21 +235,6 @@ def _describe(config):
     raise ConfigError(f'--dataset={config.dataset}: {error}') from None
 
 
-def _data(config, source):
-  """The run's `Data`, from the dataset's `source`; refuses data settings
-  the dataset does not use."""
-  if config.image_size is not None and not source.resizes:
-    raise ConfigError(
-        f'--image_size applies to datasets whose images are cropped and '
-        f'resized (celeb_a, lsun, downsampled_imagenet, folder:), not to '
-        f'{config.dataset}, whose images are '
-        f'{"x".join(map(str, source.event_shape))}; leave it unset.')
-  if config.channels is not None and not source.is_folder:
-    raise ConfigError(f'--channels applies to folder: datasets, not to '
-                      f'{config.dataset}; leave it unset.')
-  return Data(source)
-
-
 def _run_name(source):
   """The dataset's name, or a folder's or file's (`folder:a/photos`: photos)."""
   if source.path is not None:
@@ -309,93 +250,12 @@ def _with_preset(config):
   if config.dataset not in presets.PAPER_PRESETS:
     raise ConfigError(
         f'--preset={config.preset} knows the paper\'s datasets '
-        f'({", ".join(presets.PAPER_PRESETS)}), not {config.dataset}; leave it unset '
-        'and set the model flags.')
+        f'({", ".join(presets.PAPER_PRESETS)}), not {config.dataset}; leave '
+        'it unset and set the model flags.')
+  preset = presets.PAPER_PRESETS[config.dataset]
   return dataclasses.replace(config, **{
-      name: value for name, value in presets.PAPER_PRESETS[config.dataset].items()
+      name: value for name, value in preset.items()
       if getattr(config, name) is None})
-
-
-def _unused_fields(config, source):
-  """The fields `config` sets that its dataset (its `source`) and flow would
-  not use."""
-  kind = flows.FLOWS[config.flow]
-  unused = [field for field, argument in MODEL_FIELDS.items()
-            if getattr(config, field) is not None
-            and argument not in kind.settings(source.event_shape)]
-  if config.image_size is not None and not source.resizes:
-    unused.append('image_size')
-  if config.channels is not None and not source.is_folder:
-    unused.append('channels')
-  return unused
-
-
-def _check_values(config):
-  for name, choices in CHOICES.items():
-    if getattr(config, name) not in choices + (None,):
-      raise ConfigError(f'--{name} must be one of {", ".join(choices)}; got '
-                        f'{getattr(config, name)!r}.')
-  for name in AT_LEAST_ONE:
-    value = getattr(config, name)
-    if value is not None and value < 1:
-      raise ConfigError(f'--{name} must be at least 1, got {value}.')
-  for name in AT_LEAST_ZERO:
-    value = getattr(config, name)
-    if value is not None and value < 0:
-      raise ConfigError(f'--{name} must be at least 0, got {value}.')
-  if config.hidden_units is not None and (
-      not config.hidden_units or min(config.hidden_units) < 1):
-    raise ConfigError('--hidden_units must be one or more widths of at least '
-                      f'1, got {",".join(map(str, config.hidden_units))!r}.')
-  for name in ('learning_rate', 'clip_norm', 'epochs', 'spline_bound'):
-    value = getattr(config, name)
-    if value is not None and not value > 0:
-      raise ConfigError(f'--{name} must be positive, got {value}.')
-  if config.spline_bins is not None and config.spline_bins < 2:
-    raise ConfigError(f'--spline_bins must be at least 2, got '
-                      f'{config.spline_bins}.')
-
-
-def _check_model(config, data):
-  """Raises if the flow cannot model the data or would ignore a setting."""
-  kind = flows.FLOWS[config.flow]
-  what = f'{config.flow} on {config.dataset}'
-  if data.is_image and kind.images is None:
-    image_flows = ', '.join(name for name, other in flows.FLOWS.items()
-                            if other.images is not None)
-    raise ConfigError(f'--flow={config.flow} models vectors only; for '
-                      f'{config.dataset} choose one of {image_flows}.')
-  accepted = kind.settings(data.event_shape)
-  unused = _unused_fields(config, data.source)
-  if unused:
-    raise ConfigError(f'--{unused[0]} does not apply to {what}; leave it '
-                      'unset.')
-  if config.batch_norm != 'none':
-    needs = ('conditioner_options' if config.batch_norm == 'networks'
-             else 'batch_norm_couplings')
-    if needs not in accepted or (config.batch_norm == 'both'
-                                 and 'conditioner_options' not in accepted):
-      raise ConfigError(
-          f'--batch_norm={config.batch_norm} does not apply to {what}'
-          + ('; for 2-D data use --batch_norm=couplings.'
-             if 'batch_norm_couplings' in accepted else '.'))
-  if config.mixed_precision and 'network_dtype' not in accepted:
-    raise ConfigError(f'--mixed_precision applies to the coupling networks of '
-                      f'realnvp, nice, nsf and glow, not to {what}.')
-  if config.conditional and 'num_classes' not in accepted:
-    raise ConfigError(f'--conditional applies to realnvp, nice, nsf and '
-                      f'glow, not to {config.flow}.')
-  if config.conditional and not data.num_classes:
-    raise ConfigError(f'--conditional needs class labels, and {config.dataset}'
-                      ' has none; leave it unset.')
-
-
-def _check_scales_fit(config, data):
-  if data.is_image:
-    try:
-      flows.check_scales(data.event_shape, config.num_scales)
-    except ValueError as error:
-      raise ConfigError(f'--num_scales: {error}') from None
 
 
 def _model_defaults(config, event_shape):
@@ -406,7 +266,7 @@ def _model_defaults(config, event_shape):
   parameters = inspect.signature(builder).parameters
   accepted = kind.settings(event_shape)
   return {field: parameters[argument].default
-          for field, argument in MODEL_FIELDS.items()
+          for field, argument in checks.MODEL_FIELDS.items()
           if argument in accepted and getattr(config, field) is None}
 
 
@@ -441,22 +301,16 @@ def _fit_recipe(experiment, unset):
                                epochs=None)
   raise ConfigError(
       f'--lr_decay={config.lr_decay} decays after the warmup: '
-      f'--warmup_steps={warmup} leaves none of the {_length_text(config)}: '
+      f'--warmup_steps={warmup} leaves none of the '
+      f'{_length_text(config, length)}: '
       'set fewer --warmup_steps, or --lr_decay=none.')
 
 
-def _length_text(config):
-  """The length setting of `config` as a flag, e.g. `--epochs=0.05 (20 steps)`."""
+def _length_text(config, length):
+  """The length setting of `config` as a flag, e.g. `--epochs=0.05 (20 steps)`,
+  where `length` is the run's number of steps."""
   if config.train_steps is not None:
     return f'--train_steps={config.train_steps}'
-  length = Experiment(config, None).total_steps()
   return f'--epochs={config.epochs:g} ({length} steps)'
 
 
-def _check_recipe(config):
-  if not 0. <= config.lr_decay_floor <= 1.:
-    raise ConfigError('--lr_decay_floor is a fraction of --learning_rate in '
-                      f'[0, 1], got {config.lr_decay_floor}.')
-  if not 0. <= config.ema_decay < 1.:
-    raise ConfigError('--ema_decay must be in [0, 1) (0: no averaging), got '
-                      f'{config.ema_decay}.')

@@ -8,3 +8,7 @@ from tf_realnvp.evaluation.evaluator import evaluate
 from tf_realnvp.evaluation.evaluator import Evaluator
 from tf_realnvp.evaluation.evaluator import restore_flow
 from tf_realnvp.evaluation.figures import write_samples
+
+__all__ = [
+    'evaluate', 'Evaluator', 'restore_flow', 'write_samples',
+]

@@ -96,19 +96,18 @@ def evaluate(model_dir, num_dequantizations=1, temperature=1.0,
         f'--num_dequantizations must be at least 1, got {num_dequantizations}.')
   experiment, flow, step = restore_flow(model_dir)
   evaluator = Evaluator(flow, tf.distribute.get_strategy())
-  data = experiment.data
-  draws = num_dequantizations if data.is_image else 1
+  draws = num_dequantizations if experiment.data.is_image else 1
   figures = []
   for draw in range(draws):
     test_data = experiment.dataset('test', seed_offset=draw)
     if eval_batches:
       test_data = test_data.take(eval_batches)
-    figures.append(data.metric(evaluator.mean_nll(test_data)))
-  result = {'step': step, f'test_{data.metric_name}': sum(figures) / draws,
+    figures.append(experiment.metric(evaluator.mean_nll(test_data)))
+  result = {'step': step, f'test_{experiment.metric_name}': sum(figures) / draws,
             'num_dequantizations': draws, 'temperature': temperature}
   writer = tf.summary.create_file_writer(os.path.join(model_dir, 'eval'))
   with writer.as_default(step=step):
-    tf.summary.scalar(data.metric_name, result[f'test_{data.metric_name}'])
+    tf.summary.scalar(experiment.metric_name, result[f'test_{experiment.metric_name}'])
   result['samples'] = write_samples(
       flow, experiment, model_dir, step, writer, temperature=temperature)
   if export:

@@ -21,3 +21,9 @@ from tf_realnvp.flows.realnvp import RealNVP
 from tf_realnvp.flows.registry import FlowKind
 from tf_realnvp.flows.registry import FLOWS
 from tf_realnvp.flows.registry import make_flow
+
+__all__ = [
+    'check_scales', 'context_of', 'couplings', 'Flow', 'FlowKind', 'FLOWS',
+    'from_data_to_latent', 'log_prob', 'make_flow', 'RealNVP', 'sample',
+    'weight_scale_l2', 'with_temperature',
+]

@@ -8,3 +8,7 @@ this package, and the Keras model.
 
 from tf_realnvp.serving.keras_model import FlowModel
 from tf_realnvp.serving.saved_model import export_saved_model
+
+__all__ = [
+    'export_saved_model', 'FlowModel',
+]

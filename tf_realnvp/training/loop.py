@@ -168,7 +168,6 @@ class Training:
     self.experiment = experiment
     self.stop = stop
     self.config = config = experiment.config
-    self.data = experiment.data
     self.strategy = strategy
     self.write_dir = write_dir
     self.total_steps = experiment.total_steps()
@@ -308,9 +307,9 @@ class Training:
         seconds = time.perf_counter() - start
         consecutive_bad = 0 if bool(applied) else consecutive_bad + 1
         self._stop_if_diverged(consecutive_bad, float(mean_nll))
-        metric = self.data.metric(float(mean_nll))
+        metric = self.experiment.metric(float(mean_nll))
         progress.update(self.current_step, **{
-            self.data.metric_name: metric,
+            self.experiment.metric_name: metric,
             'examples/s': round(self.config.batch_size / seconds),
             'skipped': int(self.train_step.bad_steps.numpy())})
         self._log(metric, learning_rate, seconds)
@@ -351,7 +350,7 @@ class Training:
     if not self._logs_at(step):
       return
     with self.writers['train'].as_default(step=step):
-      tf.summary.scalar(self.data.metric_name, metric)
+      tf.summary.scalar(self.experiment.metric_name, metric)
       tf.summary.scalar('learning_rate', learning_rate)
       tf.summary.scalar('skipped_steps', self.train_step.bad_steps)
       tf.summary.scalar('examples_per_second', self.config.batch_size / seconds)
@@ -362,9 +361,9 @@ class Training:
       self._save()
     if step % self.eval_every and step != self.total_steps:
       return
-    name = self.data.metric_name
+    name = self.experiment.metric_name
     with optimizers.averaged_weights(self.optimizer, self.train_step.variables):
-      test_metric = self.data.metric(self.evaluator.mean_nll(self.test_data))
+      test_metric = self.experiment.metric(self.evaluator.mean_nll(self.test_data))
       with self.writers['test'].as_default(step=step):
         tf.summary.scalar(name, test_metric)
       logging.info('step %d: test %s %.4f', step, name, test_metric)
