@@ -60,12 +60,16 @@ def write_folder(images, folder):
 SETS = {'fields': (smooth_fields, 0), 'held_out': (smooth_fields, 1),
         'flat': (flat_colours, 2), 'noise': (uniform_noise, 3)}
 
-flags.DEFINE_string('out_dir', '/tmp/ood', 'Where the folders go.')
-flags.DEFINE_integer('size', 16, 'Image side.')
-flags.DEFINE_integer('channels', 1, '1 or 3.')
-flags.DEFINE_integer('count', 600, 'Images of the training folder.')
-flags.DEFINE_integer('count_other', 200, 'Images of each other folder.')
-flags.DEFINE_integer('seed', 0, 'NumPy seed of the first folder.')
+
+def define_flags():
+  """The flags of the command line; defined only when run as a program, so
+  that tests importing the makers above define none."""
+  flags.DEFINE_string('out_dir', '/tmp/ood', 'Where the folders go.')
+  flags.DEFINE_integer('size', 16, 'Image side.')
+  flags.DEFINE_integer('channels', 1, '1 or 3.')
+  flags.DEFINE_integer('count', 600, 'Images of the training folder.')
+  flags.DEFINE_integer('count_other', 200, 'Images of each other folder.')
+  flags.DEFINE_integer('seed', 0, 'NumPy seed of the first folder.')
 
 
 def main(argv):
@@ -79,4 +83,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
