@@ -37,14 +37,14 @@ def run(tmp_path_factory):
   folders = {}
   for name, (make, offset) in ood_folders.SETS.items():
     folders[name] = str(root / name)
-    count = 300 if name == 'fields' else 100
+    count = 300 if name == 'train' else 100
     ood_folders.write_folder(make(count, SIZE, 1, offset), folders[name])
   with open(os.path.join(folders['flat'], CORRUPT), 'wb') as f:
     f.write(b'not a png')
   keras.utils.set_random_seed(0)
   model_dir = str(root / 'run')
   training.train_and_evaluate(experiment.resolve(config_lib.Config(
-      dataset=f'folder:{folders["fields"]}', image_size=SIZE, num_scales=1,
+      dataset=f'folder:{folders["train"]}', image_size=SIZE, num_scales=1,
       num_res_blocks=1, num_filters=8, batch_size=32, train_steps=250,
       eval_every=250, model_dir=model_dir)))
   return model_dir, folders
@@ -66,6 +66,14 @@ def test_auroc_counts_ties_as_half():
   assert scoring.auroc([1., 2.], [3., 4.]) == 0.
   assert scoring.auroc([1., 1.], [1., 1., 1.]) == 0.5
   assert scoring.auroc([2., 3.], [1., 2.]) == pytest.approx((1 + .5 + 1 + 1) / 4)
+
+
+def test_points_score_their_nll_in_nats_without_complexity():
+  points = np.array([[0., 0.], [1., 2.], [3., 0.]], np.float32)
+  scores = scoring.score(lambda x: -tf.reduce_sum(x**2, axis=-1) / 2, points,
+                         batch_size=2)
+  np.testing.assert_allclose(scores.nll, [0., 2.5, 4.5])
+  assert scores.complexity is None and scores.corrected is scores.nll
 
 
 def test_the_typicality_test_holds_its_level_and_rejects_a_shift():
