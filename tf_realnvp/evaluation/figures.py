@@ -181,10 +181,11 @@ def manifold_grid(flow, examples, side=MANIFOLD_SIDE):
 
 def write_manifold(flow, experiment, model_dir, step, writer):
   """Writes `samples/manifold_step_N.png`, the `manifold_grid` of the first
-  four test images, and the same picture to TensorBoard; returns the path.
-  For unconditional image runs (a conditional flow's latents depend on
-  the label)."""
+  four test images (repeated if the split has fewer), and the same picture
+  to TensorBoard; returns the path. For unconditional image runs (a
+  conditional flow's latents depend on the label)."""
   examples = next(iter(experiment.dataset('test').unbatch().batch(4)))
+  examples = tf.gather(examples, np.arange(4) % len(examples))
   grid = manifold_grid(flow, examples)
   path = os.path.join(model_dir, 'samples', f'manifold_step_{step}.png')
   save_png(grid, path)

@@ -21,13 +21,14 @@ The scores, each per example and larger for a more unusual one:
     the 8-bit image as a PNG file (`tf.io.encode_png`, compression level 9,
     the whole file: signature and chunks included), per dimension.
   * `score`, the default: `bits_per_dim - complexity_bits_per_dim`, i.e.
-    `(-log2 p(x) - L(x)) / D`, Serra et al.'s statistic S(x) (2020, "Input
+    `S(x) / D` with `S(x) = -l_M(x) - L(x)` of Serra et al. 2020 ("Input
     complexity and out-of-distribution detection with likelihood-based
-    generative models", arXiv 1909.11480, Sec. 3, with `l_M(x)` the model's
-    code length `-log2 p(x)`): the log-ratio of the likelihoods of a generic
-    lossless compressor and of the model, large when the model codes the
-    image worse than PNG does. For 2-D points complexity does not apply and
-    `score` is `nll_nats`.
+    generative models", arXiv 1909.11480, Sec. 3), `l_M(x) = log2 p(x)`
+    the model's log-likelihood and `L(x)` the compressed length, in bits:
+    `S = log2(p_0(x) / p(x))` for the compressor's `p_0 = 2^-L`, a
+    likelihood-ratio statistic, large when the model codes the image worse
+    than PNG does. For 2-D points complexity does not apply and `score` is
+    `nll_nats`.
 
 The typicality test (Nalisnick et al. 2019, "Detecting out-of-distribution
 inputs to deep generative models using typicality", arXiv 1906.02994): a
@@ -60,8 +61,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_realnvp import data as data_lib
-from tf_realnvp.data import preprocessing
 from tf_realnvp.config import experiment as experiment_lib
+from tf_realnvp.data import preprocessing
 from tf_realnvp.evaluation import figures
 from tf_realnvp.evaluation.evaluator import restore_flow
 from tf_realnvp.flows import objective
