@@ -82,6 +82,12 @@ def restore_flow(model_dir, averaged=True):
   return experiment, flow, int(step.numpy())
 
 
+def check_num_dequantizations(num_dequantizations):
+  if num_dequantizations < 1:
+    raise experiment_lib.ConfigError(
+        f'--num_dequantizations must be at least 1, got {num_dequantizations}.')
+
+
 def evaluate(model_dir, num_dequantizations=1, temperature=1.0,
              eval_batches=None, export=False):
   """Evaluates the latest checkpoint in `model_dir`; returns the eval.json dict.
@@ -95,9 +101,7 @@ def evaluate(model_dir, num_dequantizations=1, temperature=1.0,
   if not temperature > 0:
     raise experiment_lib.ConfigError(
         f'--temperature must be positive, got {temperature}.')
-  if num_dequantizations < 1:
-    raise experiment_lib.ConfigError(
-        f'--num_dequantizations must be at least 1, got {num_dequantizations}.')
+  check_num_dequantizations(num_dequantizations)
   experiment, flow, step = restore_flow(model_dir)
   evaluator = Evaluator(flow, tf.distribute.get_strategy())
   data = experiment.data

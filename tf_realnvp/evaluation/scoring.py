@@ -64,6 +64,7 @@ from tf_realnvp import data as data_lib
 from tf_realnvp.config import experiment as experiment_lib
 from tf_realnvp.data import preprocessing
 from tf_realnvp.evaluation import figures
+from tf_realnvp.evaluation.evaluator import check_num_dequantizations
 from tf_realnvp.evaluation.evaluator import restore_flow
 from tf_realnvp.flows import objective
 
@@ -178,8 +179,8 @@ def read_examples(source, every_file=False):
   With `every_file` a folder gives every file, both splits
   (`FolderSource.read_every_file`), its ids the paths relative to it;
   unreadable files are skipped and logged with a running count. Otherwise
-  the test split, ids the indices. Images are `uint8 [N, H, W, C]` (LSUN: the central crop), points
-  float32 `[N, 2]`; all are held in memory.
+  the test split, ids the indices. Images are `uint8 [N, H, W, C]` (LSUN:
+  the central crop), points float32 `[N, 2]`; all are held in memory.
   """
   if not source.is_image:
     points = source.read('test')
@@ -214,9 +215,7 @@ def read_examples(source, every_file=False):
 
 def check_settings(num_dequantizations, score_batch):
   """Raises `ConfigError` for a setting of `score_run` that cannot work."""
-  if num_dequantizations < 1:
-    raise experiment_lib.ConfigError(
-        f'--num_dequantizations must be at least 1, got {num_dequantizations}.')
+  check_num_dequantizations(num_dequantizations)
   if score_batch is not None and score_batch < 1:
     raise experiment_lib.ConfigError(
         f'--score_batch must be at least 1 (examples per typicality test), '
@@ -235,7 +234,7 @@ def describe_like_the_run(dataset, experiment):
         channels=shape[-1] if image else None,
         data_dir=experiment.config.data_dir,
         download=experiment.config.download)
-  except (ValueError, data_lib.DataError) as error:
+  except ValueError as error:
     raise experiment_lib.ConfigError(f'--score={dataset}: {error}') from None
   if source.event_shape != shape:
     raise experiment_lib.ConfigError(
