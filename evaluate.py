@@ -4,8 +4,15 @@ Prints the test bits/dim (images, averaged over several dequantization draws)
 or the test NLL in nats (2-D data) of the latest checkpoint (with the averaged
 weights if the run used `--ema_decay`) and writes it to `model_dir/eval.json`
 and to TensorBoard (`model_dir/eval`); draws a 6x6 sample grid at
-`--temperature` (images) or a density plot (2-D); `--export` writes
+`--temperature` (images) or a density plot (2-D), and for images the
+paper's manifold of four test images' latents; `--export` writes
 `model_dir/saved_model`. `-v` and `-vv` show TensorFlow's logs.
+
+`--score=DATASET` scores every example of DATASET instead (a folder whole,
+another dataset's test split) against the run's test split:
+`model_dir/scores/NAME.csv` and `.png`, and a JSON summary with the AUROCs
+and, with `--score_batch=N`, the typicality test of each batch of N
+(`tf_realnvp.evaluation.scoring`).
 """
 
 import sys
@@ -33,15 +40,26 @@ flags.DEFINE_float('temperature', 1.0,
 flags.DEFINE_integer('eval_batches', None,
                      'Test batches to use (default: the whole test split).')
 flags.DEFINE_bool('export', False, 'Also write model_dir/saved_model.')
+flags.DEFINE_string(
+    'score', None, 'Score this dataset (anything --dataset takes; a folder: '
+    'every image in it) against the run\'s test split, instead of evaluating.')
+flags.DEFINE_integer(
+    'score_batch', None, 'With --score: the typicality test of each batch of '
+    'this many consecutive examples.')
 flags.mark_flag_as_required('model_dir')
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  result = evaluation.evaluate(FLAGS.model_dir, FLAGS.num_dequantizations,
-                               FLAGS.temperature, FLAGS.eval_batches,
-                               FLAGS.export)
+  if FLAGS.score is not None:
+    result = evaluation.scoring.score_run(
+        FLAGS.model_dir, FLAGS.score, FLAGS.num_dequantizations,
+        FLAGS.score_batch)
+  else:
+    result = evaluation.evaluate(FLAGS.model_dir, FLAGS.num_dequantizations,
+                                 FLAGS.temperature, FLAGS.eval_batches,
+                                 FLAGS.export)
   print(json.dumps(result, indent=2))
 
 

@@ -76,9 +76,12 @@ def _split(paths, classes, split):
     return int.from_bytes(digest[:8], 'big') / 2**64 < FOLDER_TEST_SHARE
 
   paths = [p for p in paths if held_out(p) == (split == 'test')]
-  labels = [classes.index(p.split(os.sep)[0]) if classes else -1
-            for p in paths]
-  return paths, labels
+  return paths, _labels(paths, classes)
+
+
+def _labels(paths, classes):
+  """The class of each path, an index into `classes` (-1 without them)."""
+  return [classes.index(p.split(os.sep)[0]) if classes else -1 for p in paths]
 
 
 def folder_split(root, split):
@@ -251,6 +254,16 @@ class FolderSource(sources.Source):
       return self._stream(paths, labels, load, skipped)
     return sources.Split.in_memory(np.stack([images[i] for i in kept]),
                                    np.array([labels[i] for i in kept]))
+
+  def read_every_file(self):
+    """Every file of the folder, both splits, in the order of `self.paths`,
+    as a streamed `Split`: example `i` is `self.paths[i]`, its `ok` false
+    for a file that cannot be read or is too small (skipped and logged, with
+    one running count for the whole folder). For scoring a folder whole."""
+    skipped = _Skipped()
+    load = functools.partial(self._load, skipped=skipped, strict=False)
+    return self._stream(self.paths, _labels(self.paths, self.classes), load,
+                        skipped)
 
   def _stream(self, paths, labels, load, skipped):
     """A `Split` decoded from the files as the stream asks for them. An

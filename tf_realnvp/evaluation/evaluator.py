@@ -2,7 +2,8 @@
 
 The trainer evaluates with `Evaluator` and writes samples with
 `write_samples` as it goes; `evaluate(model_dir)` (`evaluate.py`) does both
-for a finished run, rebuilt from its latest checkpoint by `restore_flow`.
+for a finished run, rebuilt from its latest checkpoint by `restore_flow`,
+and draws the paper's manifold of latents.
 """
 
 import json
@@ -13,6 +14,7 @@ import tensorflow as tf
 from tf_realnvp import flows
 from tf_realnvp.config import experiment as experiment_lib
 from tf_realnvp.config import run_dir
+from tf_realnvp.evaluation.figures import write_manifold
 from tf_realnvp.evaluation.figures import write_samples
 from tf_realnvp.flows import objective
 
@@ -80,20 +82,26 @@ def restore_flow(model_dir, averaged=True):
   return experiment, flow, int(step.numpy())
 
 
+def check_num_dequantizations(num_dequantizations):
+  if num_dequantizations < 1:
+    raise experiment_lib.ConfigError(
+        f'--num_dequantizations must be at least 1, got {num_dequantizations}.')
+
+
 def evaluate(model_dir, num_dequantizations=1, temperature=1.0,
              eval_batches=None, export=False):
   """Evaluates the latest checkpoint in `model_dir`; returns the eval.json dict.
 
   The test figure (bits/dim averaged over `num_dequantizations` noise draws
   for images, NLL in nats for 2-D data) goes to `model_dir/eval.json` and to
-  TensorBoard (`model_dir/eval`), with the samples at `temperature`.
+  TensorBoard (`model_dir/eval`), with the samples at `temperature` and,
+  for an unconditional image run, the manifold of four test images' latents
+  (`write_manifold`).
   """
   if not temperature > 0:
     raise experiment_lib.ConfigError(
         f'--temperature must be positive, got {temperature}.')
-  if num_dequantizations < 1:
-    raise experiment_lib.ConfigError(
-        f'--num_dequantizations must be at least 1, got {num_dequantizations}.')
+  check_num_dequantizations(num_dequantizations)
   experiment, flow, step = restore_flow(model_dir)
   evaluator = Evaluator(flow, tf.distribute.get_strategy())
   draws = num_dequantizations if experiment.data.is_image else 1
@@ -110,6 +118,9 @@ def evaluate(model_dir, num_dequantizations=1, temperature=1.0,
     tf.summary.scalar(experiment.metric_name, result[f'test_{experiment.metric_name}'])
   result['samples'] = write_samples(
       flow, experiment, model_dir, step, writer, temperature=temperature)
+  if data.is_image and not experiment.config.conditional:
+    result['manifold'] = write_manifold(flow, experiment, model_dir, step,
+                                        writer)
   if export:
     from tf_realnvp.serving import saved_model  # pylint: disable=g-import-not-at-top
     result['saved_model'] = saved_model.export_saved_model(

@@ -1,5 +1,7 @@
-"""Pictures of a flow: image sample grids and 2-D density plots (PNG), and
-`write_samples`, the picture a run draws at each evaluation."""
+"""Pictures of a flow: image sample grids and 2-D density plots (PNG),
+`write_samples`, the picture a run draws at each evaluation, the paper's
+manifold of latents (`write_manifold`), and the picture of a scored set
+(`score_figure`)."""
 
 import functools
 import os
@@ -35,6 +37,15 @@ def save_png(image, path):
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   tmp = path + '.tmp'
   tf.io.write_file(tmp, tf.io.encode_png(image))
+  os.replace(tmp, path)
+
+
+def save_figure(fig, path):
+  """Writes the Matplotlib figure `fig` atomically and closes it."""
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  tmp = path + '.tmp.png'
+  fig.savefig(tmp, dpi=80, bbox_inches='tight')
+  plt.close(fig)
   os.replace(tmp, path)
 
 
@@ -81,11 +92,7 @@ def density_plot(log_prob_fn, samples, path, data=None, extent=4.5,
   right.set_title('samples')
   if title:
     fig.suptitle(title)
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  tmp = path + '.tmp.png'
-  fig.savefig(tmp, dpi=80, bbox_inches='tight')
-  plt.close(fig)
-  os.replace(tmp, path)
+  save_figure(fig, path)
 
 
 GRID_SAMPLES = 36
@@ -143,3 +150,76 @@ def marginal_log_prob(flow, num_classes, x):
   per_class = tf.stack([flows.log_prob(flow, x, tf.constant(k))
                         for k in range(num_classes)])
   return tf.reduce_logsumexp(per_class, axis=0) - np.log(num_classes)
+
+
+MANIFOLD_SIDE = 8
+STRIP_IMAGES = 8
+
+
+def manifold_grid(flow, examples, side=MANIFOLD_SIDE):
+  """The manifold of four examples' latents (Dinh et al. 2017, Sec. 5,
+  arXiv 1605.08803), decoded into a `side` x `side` uint8 image grid.
+
+      z = cos(phi) (cos(phi') z1 + sin(phi') z2)
+        + sin(phi) (cos(phi') z3 + sin(phi') z4),
+
+  `z_k = flow.bijector.inverse(examples[k])`, with `phi` (rows) and `phi'`
+  (columns) over `side` even steps of `[0, pi/2]`: the corners are the four
+  examples, and the four weights have unit norm (a sphere through them).
+  """
+  latents = flow.bijector.inverse(examples)
+  angles = np.linspace(0., np.pi / 2, side)
+  phi, phi_prime = (a.ravel() for a in np.meshgrid(angles, angles,
+                                                     indexing='ij'))
+  weights = np.stack([np.cos(phi) * np.cos(phi_prime),
+                      np.cos(phi) * np.sin(phi_prime),
+                      np.sin(phi) * np.cos(phi_prime),
+                      np.sin(phi) * np.sin(phi_prime)], axis=1)
+  mixed = tf.tensordot(tf.constant(weights, latents.dtype), latents, axes=1)
+  return image_grid(flow.bijector.forward(mixed).numpy(), rows=side)
+
+
+def write_manifold(flow, experiment, model_dir, step, writer):
+  """Writes `samples/manifold_step_N.png`, the `manifold_grid` of the first
+  four test images (repeated if the split has fewer), and the same picture
+  to TensorBoard; returns the path. For unconditional image runs (a
+  conditional flow's latents depend on the label)."""
+  examples = next(iter(experiment.dataset('test').unbatch().batch(4)))
+  examples = tf.gather(examples, np.arange(4) % len(examples))
+  grid = manifold_grid(flow, examples)
+  path = os.path.join(model_dir, 'samples', f'manifold_step_{step}.png')
+  save_png(grid, path)
+  with writer.as_default(step=step):
+    tf.summary.image('manifold', grid[None].astype(np.float32) / 255.)
+  return path
+
+
+def score_figure(path, test_scores, scored_scores, images=None, title=None):
+  """Saves the histograms of the `[N]` `test_scores` and `scored_scores` on
+  one axis and, given the scored `images` (uint8 `[N, H, W, C]`), a strip
+  of those of the lowest and of the highest score."""
+  rows = 1 if images is None else 3
+  fig, axes = plt.subplots(
+      rows, 1, figsize=(8, 3 + 1.5 * (rows - 1)), squeeze=False,
+      layout='constrained',
+      gridspec_kw=dict(height_ratios=[4] + [1] * (rows - 1)))
+  axis = axes[0, 0]
+  bins = np.histogram_bin_edges(np.concatenate([test_scores, scored_scores]),
+                                bins=40)
+  axis.hist(test_scores, bins, alpha=0.6, density=True, label='test split')
+  axis.hist(scored_scores, bins, alpha=0.6, density=True, label='scored')
+  axis.set_xlabel('score (larger: more unusual)')
+  axis.legend()
+  if title:
+    axis.set_title(title, fontsize=9)
+  if images is not None:
+    order = np.argsort(scored_scores, kind='stable')
+    count = min(STRIP_IMAGES, len(order))
+    for axis, chosen, label in ((axes[1, 0], order[:count], 'lowest scores'),
+                                (axes[2, 0], order[-count:], 'highest scores')):
+      strip = image_grid(images[chosen], rows=1)
+      axis.imshow(strip.squeeze(-1) if strip.shape[-1] == 1 else strip,
+                  cmap='gray', vmin=0, vmax=255, interpolation='nearest')
+      axis.set_axis_off()
+      axis.set_title(label, fontsize=9)
+  save_figure(fig, path)
