@@ -156,7 +156,7 @@ def _resolve(config, source=None):
       name: value for name, value in defaults.items()
       if getattr(config, name) is None})
   if resolved.model_dir is None:
-    resolved.model_dir = os.path.join('runs', _run_name(source))
+    resolved.model_dir = os.path.join('runs', run_name(source))
   checks.check_model(resolved, data)
   resolved = dataclasses.replace(resolved,
                                  **_model_defaults(resolved, data.event_shape))
@@ -235,7 +235,7 @@ def _describe(config):
     raise ConfigError(f'--dataset={config.dataset}: {error}') from None
 
 
-def _run_name(source):
+def run_name(source):
   """The dataset's name, or a folder's or file's (`folder:a/photos`: photos)."""
   if source.path is not None:
     path = os.path.normpath(source.path)

@@ -14,5 +14,5 @@ from tf_realnvp.evaluation.evaluator import restore_flow
 from tf_realnvp.evaluation.figures import write_samples
 
 __all__ = [
-    'evaluate', 'Evaluator', 'restore_flow', 'write_samples',
+    'evaluate', 'Evaluator', 'restore_flow', 'scoring', 'write_samples',
 ]

@@ -111,14 +111,15 @@ def evaluate(model_dir, num_dequantizations=1, temperature=1.0,
     if eval_batches:
       test_data = test_data.take(eval_batches)
     figures.append(experiment.metric(evaluator.mean_nll(test_data)))
-  result = {'step': step, f'test_{experiment.metric_name}': sum(figures) / draws,
+  name = experiment.metric_name
+  result = {'step': step, f'test_{name}': sum(figures) / draws,
             'num_dequantizations': draws, 'temperature': temperature}
   writer = tf.summary.create_file_writer(os.path.join(model_dir, 'eval'))
   with writer.as_default(step=step):
-    tf.summary.scalar(experiment.metric_name, result[f'test_{experiment.metric_name}'])
+    tf.summary.scalar(name, result[f'test_{name}'])
   result['samples'] = write_samples(
       flow, experiment, model_dir, step, writer, temperature=temperature)
-  if data.is_image and not experiment.config.conditional:
+  if experiment.data.is_image and not experiment.config.conditional:
     result['manifold'] = write_manifold(flow, experiment, model_dir, step,
                                         writer)
   if export:

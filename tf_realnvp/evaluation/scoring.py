@@ -281,10 +281,10 @@ def score_run(model_dir, dataset, num_dequantizations=1, score_batch=None):
                              num_dequantizations=num_dequantizations,
                              seed=config.seed, batch_size=config.batch_size)
   scored = scorer(examples)
-  test = scorer(read_examples(run_data.source)[1])
-  name = experiment_lib._run_name(source)  # pylint: disable=protected-access
+  test = scorer(read_examples(run_data)[1])
+  name = experiment_lib.run_name(source)
   path = os.path.join(model_dir, 'scores', name)
-  column = run_data.metric_name
+  column = experiment.metric_name
   _write_csv(path + '.csv', ids, scored, column)
   figures.score_figure(
       path + '.png', test.corrected, scored.corrected,
