@@ -76,6 +76,7 @@ class Source:
   Attributes:
     name: the dataset's name, as `--dataset` gives it.
     event_shape: the shape the stream yields: `(2,)` or `(H, W, C)`.
+    is_image: whether the examples are images, `(H, W, C)`.
     num_classes: the number of classes of its labels; None without labels.
     resizes: whether `image_size` applies (the images are cropped and
       resized to it); `default_image_size` is its value when not given.
@@ -87,15 +88,12 @@ class Source:
                default_image_size=None, is_folder=False, path=None):
     self.name = name
     self.event_shape = tuple(event_shape)
+    self.is_image = len(self.event_shape) == 3
     self.num_classes = num_classes
     self.resizes = resizes
     self.default_image_size = default_image_size
     self.is_folder = is_folder
     self.path = path
-
-  @property
-  def is_image(self):
-    return len(self.event_shape) == 3
 
   def num_examples(self, split):
     """The number of examples in `split` ('train' or 'test'), before any
