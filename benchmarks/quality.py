@@ -11,7 +11,7 @@ the same noise, `--steps` steps of `--batch_size`. Test bits/dim is measured
 on the test patches (the other colour of the checkerboard of tiles, never
 trained on), one fixed dequantization draw, at each step of `--eval_at`.
 Our configurations train with the trainer's own step
-(`tf_realnvp.trainer.Steps`: the objective, gradient clipping, the skip of
+(`tf_realnvp.training.TrainStep`: the objective, gradient clipping, the skip of
 non-finite steps) on one device.
 
 With `--reference_dir` (a checkout of the PyTorch reference implementation,
@@ -152,8 +152,9 @@ def train_ours(config, seed, train, test):
         ema_decay=recipe['ema_decay'])
     optimizer.build(flow.trainable_variables)
     optimizers.start_averages(optimizer, flow.trainable_variables)
-    steps = training.Steps(flow, optimizer, strategy, FLAGS.batch_size,
-                          recipe['l2'], recipe['clip_norm'], jit=False)
+    train_step = training.TrainStep(flow, optimizer, strategy,
+                                    FLAGS.batch_size, recipe['l2'],
+                                    recipe['clip_norm'], jit=False)
   iterator = iter(tf.data.Dataset.from_tensor_slices(train))
   log_prob = tf.function(flow.log_prob)
   result = dict(bits_per_dim={}, parameters=int(sum(
@@ -161,7 +162,7 @@ def train_ours(config, seed, train, test):
   step_seconds = []
   for step in range(1, eval_at[-1] + 1):
     start = time.perf_counter()
-    float(steps.train_step(iterator)[0])
+    float(train_step(iterator)[0])
     step_seconds.append(time.perf_counter() - start)
     if step in eval_at:
       with optimizers.averaged_weights(optimizer, flow.trainable_variables):

@@ -1,5 +1,7 @@
 """Test settings: quiet TensorFlow; two logical CPUs; the entry scripts
-importable from tests; every test starts from the same random state."""
+importable from tests; every test starts from the same random state; the
+slowest files first and the tests of a shared fixture together, so the two
+xdist workers finish together."""
 
 import os
 import sys
@@ -19,6 +21,51 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-posi
 tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices('CPU')[0],
     [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+# The files whose tests take longest, slowest first. Tests are handed out one
+# at a time (`--dist loadgroup` in setup.cfg), the next to whichever worker is
+# free, in collection order: with the long ones first, the short ones even
+# out the end instead of one long test running alone while the other worker
+# idles.
+SLOWEST_FILES = (
+    'test_benchmark.py',
+    'test_reliability.py',
+    'test_multi_worker.py',
+    'test_trainer.py',
+    'test_conditional.py',
+    'test_datasets.py',
+    'test_export.py',
+    'test_console.py',
+    'test_cli.py',
+    'test_flows.py',
+    'test_distribution.py',
+)
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+      'markers', 'xdist_group(name): tests that run on the same xdist worker')
+
+
+@pytest.hookimpl(tryfirst=True)  # Before xdist reads the groups.
+def pytest_collection_modifyitems(items):
+  """Orders the tests slowest files first (a file's tests keep their order)
+  and puts the tests that share a module- or class-scoped fixture of their
+  file in one xdist group, so that the fixture is computed once."""
+  def rank(item):
+    name = os.path.basename(str(item.path))
+    return (SLOWEST_FILES.index(name) if name in SLOWEST_FILES
+            else len(SLOWEST_FILES))
+  items.sort(key=rank)
+  for item in items:
+    shared = sorted(
+        f'{os.path.basename(str(item.path))}::{name}'
+        for name, definitions in item._fixtureinfo.name2fixturedefs.items()
+        if definitions[-1].scope in ('class', 'module')
+        and '.py' in definitions[-1].baseid)  # Defined in a test file.
+    if shared:
+      item.add_marker(pytest.mark.xdist_group('+'.join(shared)))
 
 
 @pytest.fixture(scope='session')

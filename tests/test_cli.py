@@ -12,6 +12,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tf_realnvp import config as config_lib
+from tf_realnvp import console
 from tf_realnvp import training
 from tf_realnvp.config import experiment
 from tf_realnvp.config import presets
@@ -32,19 +33,45 @@ def run(args, tmp_path, timeout=300, **kwargs):
                         **{'capture_output': True, **kwargs})
 
 
-@pytest.mark.parametrize('args, message', [
-    (['train.py', '--dataset=nosuch'], "--dataset=nosuch: Unknown dataset"),
-    (['train.py', '--num_scales=3'],
+# What a setting that cannot work prints, checked in this process: the
+# message `experiment.resolve` raises before any data is read, one line and
+# exit code 2 through `console.exit_on_errors`, as train.py wraps `main`.
+# Each case's Config fields are the train.py flags a user would give.
+@pytest.mark.parametrize('settings, message', [
+    (dict(dataset='nosuch'), "--dataset=nosuch: Unknown dataset"),
+    (dict(num_scales=3),
      '--num_scales does not apply to nsf on moons'),
-    # The data are not on disk: reading them would fail otherwise.
-    (['train.py', '--dataset=cifar10', '--num_scales=6', '--download=false'],
+    (dict(dataset='cifar10', num_scales=6, download=False),
      '--num_scales: 32x32 images are too small for num_scales=6'),
+    (dict(dataset='mnist', hidden_units=(8,), download=False),
+     '--hidden_units does not apply to realnvp on mnist'),
+], ids=['dataset', 'num_scales', 'num_scales_too_large', 'hidden_units'])
+def test_a_bad_setting_is_one_line_and_exit_code_2_before_any_data(
+    tmp_path, capsys, settings, message):
+  def main(argv):
+    del argv
+    experiment.resolve(config_lib.Config(model_dir=str(tmp_path / 'run'),
+                                         **settings))
+    raise AssertionError('resolved a setting that cannot work')
+  with pytest.raises(SystemExit) as exit_info:
+    console.exit_on_errors(main, {experiment.ConfigError: 2})(['train.py'])
+  assert exit_info.value.code == 2
+  stderr = capsys.readouterr().err
+  assert stderr.startswith('error: ') and message in stderr
+  assert stderr.count('\n') == 1, stderr
+  assert not (tmp_path / 'run').exists()
+
+
+# The same through the scripts themselves, one process for each: absl's
+# flags, the exit code each script maps the error to, nothing else printed;
+# datasets are looked up in an empty folder, so reading them would fail.
+@pytest.mark.parametrize('args, message', [
     (['train.py', '--dataset=mnist', '--hidden_units=8', '--download=false'],
      '--hidden_units does not apply to realnvp on mnist'),
     (['evaluate.py', '--model_dir=nowhere', '--temperature=0'],
      '--temperature must be positive'),
-])
-def test_a_bad_setting_is_one_line_and_exit_code_2_before_any_data(
+], ids=['train.py', 'evaluate.py'])
+def test_a_bad_flag_of_a_script_is_one_line_and_exit_code_2(
     tmp_path, args, message):
   result = run(args, tmp_path)
   assert result.returncode == 2, result.stderr[-2000:]

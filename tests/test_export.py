@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import keras
 import pytest
 import tensorflow as tf
 
@@ -26,13 +27,15 @@ SIGNATURES = {
     'decode': [['z'], ['x']],
 }
 
-# Runs in a process that never imports tf_realnvp: reads x.npy and z.npy in
-# its working directory, writes arrays.npz and facts.json there. With --cli
-# it also runs `saved_model_cli show` and `run` as the README has them, in
-# this process (the `saved_model_cli` script only calls this `main`), which
-# saves starting TensorFlow twice more.
+# Runs in a process that never imports tf_realnvp, once for every export of
+# this file: argv holds JSON [[folder, export_dir, job], ...]. In each folder
+# it reads x.npy and z.npy (labels.npy for the conditional job) and writes
+# arrays.npz and facts.json there. The job 'cli' also runs `saved_model_cli
+# show` and `run` as the README has them, in this process (the
+# `saved_model_cli` script only calls this `main`), which saves starting
+# TensorFlow twice more.
 RELOAD_SCRIPT = """
-import contextlib, io, json, sys
+import contextlib, io, json, os, sys
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.tools import saved_model_cli
@@ -49,43 +52,71 @@ def cli(*args):
   return printed.getvalue()
 
 
-export_dir = sys.argv[1]
-model = tf.saved_model.load(export_dir)
-x, z = np.load('x.npy'), np.load('z.npy')
-signatures = model.signatures
-seed = tf.constant([1, 2])
-encoded = signatures['encode'](x=x)
-arrays = dict(
-    log_prob=model.log_prob(x),
-    serving_default=signatures['serving_default'](x=x)['log_prob'],
-    log_prob_signature=signatures['log_prob'](x=x)['log_prob'],
-    samples=model.sample_with_temperature(4, 0.7, seed),
-    samples_signature=signatures['sample_with_temperature'](
-        n=tf.constant(4), temperature=tf.constant(0.7), seed=seed)['samples'],
-    encoded=model.encode(x),
-    encoded_signature=encoded['z'],
-    round_trip=signatures['decode'](z=encoded['z'])['x'],
-    decoded=model.decode(z),
-    decoded_signature=signatures['decode'](z=z)['x'])
-assert model.sample(3).shape[0] == 3
-assert signatures['sample'](n=tf.constant(3))['samples'].shape[0] == 3
-show = run = None
-if '--cli' in sys.argv:
-  show = cli('show', '--dir', export_dir, '--all')
-  run = cli('run', '--dir', export_dir, '--tag_set', 'serve',
-            '--signature_def', 'serving_default', '--outdir', 'cli',
-            '--input_exprs', 'x=' + repr(x.tolist()))
-  arrays['cli_log_prob'] = np.load('cli/log_prob.npy')
-np.savez('arrays.npz', **{k: np.asarray(v) for k, v in arrays.items()})
-with open('facts.json', 'w') as f:
-  json.dump(dict(
+def reload(export_dir, with_cli):
+  model = tf.saved_model.load(export_dir)
+  x, z = np.load('x.npy'), np.load('z.npy')
+  signatures = model.signatures
+  seed = tf.constant([1, 2])
+  encoded = signatures['encode'](x=x)
+  arrays = dict(
+      log_prob=model.log_prob(x),
+      serving_default=signatures['serving_default'](x=x)['log_prob'],
+      log_prob_signature=signatures['log_prob'](x=x)['log_prob'],
+      samples=model.sample_with_temperature(4, 0.7, seed),
+      samples_signature=signatures['sample_with_temperature'](
+          n=tf.constant(4), temperature=tf.constant(0.7), seed=seed)['samples'],
+      encoded=model.encode(x),
+      encoded_signature=encoded['z'],
+      round_trip=signatures['decode'](z=encoded['z'])['x'],
+      decoded=model.decode(z),
+      decoded_signature=signatures['decode'](z=z)['x'])
+  assert model.sample(3).shape[0] == 3
+  assert signatures['sample'](n=tf.constant(3))['samples'].shape[0] == 3
+  show = run = None
+  if with_cli:
+    show = cli('show', '--dir', export_dir, '--all')
+    run = cli('run', '--dir', export_dir, '--tag_set', 'serve',
+              '--signature_def', 'serving_default', '--outdir', 'cli',
+              '--input_exprs', 'x=' + repr(x.tolist()))
+    arrays['cli_log_prob'] = np.load('cli/log_prob.npy')
+  np.savez('arrays.npz', **{k: np.asarray(v) for k, v in arrays.items()})
+  return dict(
       signatures={key: [sorted(fn.structured_input_signature[1]),
                         sorted(fn.structured_outputs)]
                   for key, fn in signatures.items()},
       event_shape=model.event_shape.numpy().tolist(),
       show=show,
-      run=run,
-      imported_tf_realnvp='tf_realnvp' in sys.modules), f)
+      run=run)
+
+
+def reload_conditional(export_dir):
+  model = tf.saved_model.load(export_dir)
+  x, labels = np.load('x.npy'), np.load('labels.npy')
+  signatures = model.signatures
+  z = signatures['encode'](x=x, label=labels)['z']
+  facts = dict(
+      log_prob=signatures['serving_default'](x=x, label=labels)['log_prob']
+      .numpy().tolist(),
+      round_trip=signatures['decode'](z=z, label=labels)['x'].numpy().tolist(),
+      samples=model.sample_with_temperature(5, 0.5, [1, 2], 2).numpy().tolist(),
+      num_classes=int(model.num_classes.numpy()),
+      inputs={key: sorted(fn.structured_input_signature[1])
+              for key, fn in signatures.items()})
+  try:
+    model.log_prob(x, tf.constant([0, 3], tf.int32))
+    facts['bad_label'] = 'accepted'
+  except tf.errors.InvalidArgumentError as error:
+    facts['bad_label'] = error.message
+  return facts
+
+
+for folder, export_dir, job in json.loads(sys.argv[1]):
+  os.chdir(folder)
+  facts = (reload_conditional(export_dir) if job == 'conditional'
+           else reload(export_dir, with_cli=job == 'cli'))
+  facts['imported_tf_realnvp'] = 'tf_realnvp' in sys.modules
+  with open('facts.json', 'w') as f:
+    json.dump(facts, f)
 """
 
 
@@ -96,21 +127,55 @@ def perturbed(flow):
   return flow
 
 
-def reload_elsewhere(export_dir, x, z, tmp_path, cli=False):
-  """Runs the SavedModel in a process that never imports tf_realnvp.
+EVENT_SHAPES = {'image': (8, 8, 3), 'vector': (2,)}
 
-  Returns the arrays and facts RELOAD_SCRIPT writes; `cli` runs
-  saved_model_cli there too."""
-  np.save(tmp_path / 'x.npy', x)
-  np.save(tmp_path / 'z.npy', z)
-  run = subprocess.run([sys.executable, '-c', RELOAD_SCRIPT, export_dir] +
-                       ['--cli'] * cli,
-                       capture_output=True, text=True, cwd=str(tmp_path),
+
+@pytest.fixture(scope='module')
+def served_elsewhere(tmp_path_factory):
+  """Live flows, their inputs, and what their SavedModels return in ONE
+  process that never imports tf_realnvp (saved_model_cli too on the 2-D
+  flow): {kind: (flow, inputs, arrays, facts)} for 'image', 'vector' and
+  'conditional'."""
+  keras.utils.set_random_seed(0)
+  cases, jobs = {}, []
+  for kind, event_shape in EVENT_SHAPES.items():
+    flow = perturbed(tf_realnvp.RealNVP(event_shape, num_res_blocks=1,
+                                        num_filters=8, hidden_units=(16,)))
+    low, high = (0., 256.) if kind == 'image' else (-3., 3.)
+    rng = np.random.RandomState(1)
+    inputs = dict(
+        x=rng.uniform(low, high, (5,) + event_shape).astype(np.float32),
+        z=rng.normal(0., 1., (5,) + event_shape).astype(np.float32))
+    cases[kind] = (flow, inputs)
+    # saved_model_cli on the 2-D flow: 3 s; on the image flow 15 s more.
+    jobs.append((kind, 'cli' if kind == 'vector' else 'reload'))
+  flow = perturbed(tf_realnvp.RealNVP((2,), num_coupling_layers=2,
+                                      hidden_units=(8,), num_classes=3,
+                                      conditional_prior=True))
+  cases['conditional'] = (flow, dict(
+      x=np.array([[0.5, -1.], [2., 0.3]], np.float32),
+      labels=np.array([2, 0], np.int32)))
+  jobs.append(('conditional', 'conditional'))
+  work = []
+  for kind, job in jobs:
+    folder = tmp_path_factory.mktemp(kind)
+    flow, inputs = cases[kind]
+    export_dir = saved_model.export_saved_model(flow, str(folder / 'model'))
+    for name, array in inputs.items():
+      np.save(folder / f'{name}.npy', array)
+    work.append((str(folder), export_dir, job))
+  run = subprocess.run([sys.executable, '-c', RELOAD_SCRIPT, json.dumps(work)],
+                       capture_output=True, text=True,
                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
   assert run.returncode == 0, run.stderr[-3000:]
-  with open(tmp_path / 'facts.json') as f:
-    facts = json.load(f)
-  return dict(np.load(tmp_path / 'arrays.npz')), facts
+  served = {}
+  for (kind, _), (folder, _, job) in zip(jobs, work):
+    with open(os.path.join(folder, 'facts.json')) as f:
+      facts = json.load(f)
+    arrays = (None if job == 'conditional'
+              else dict(np.load(os.path.join(folder, 'arrays.npz'))))
+    served[kind] = cases[kind] + (arrays, facts)
+  return served
 
 
 def shown_signatures(show):
@@ -125,21 +190,15 @@ def shown_signatures(show):
   return shown
 
 
-@pytest.mark.parametrize('event_shape', [(8, 8, 3), (2,)])
-def test_reloaded_model_matches_live_flow_without_the_package(event_shape,
-                                                              tmp_path):
+@pytest.mark.parametrize('kind', ['image', 'vector'])
+def test_reloaded_model_matches_live_flow_without_the_package(
+    served_elsewhere, kind):
   """Functions and serving signatures, by name, from Python and from
   saved_model_cli, agree with the live flow."""
-  flow = perturbed(tf_realnvp.RealNVP(event_shape, num_res_blocks=1,
-                                      num_filters=8, hidden_units=(16,)))
-  export_dir = saved_model.export_saved_model(flow, str(tmp_path / 'model'))
-  image = len(event_shape) == 3
-  low, high = (0., 256.) if image else (-3., 3.)
-  rng = np.random.RandomState(1)
-  x = rng.uniform(low, high, (5,) + event_shape).astype(np.float32)
-  z = rng.normal(0., 1., (5,) + event_shape).astype(np.float32)
-  # saved_model_cli on the 2-D flow: 3 s; on the image flow 15 s more.
-  got, facts = reload_elsewhere(export_dir, x, z, tmp_path, cli=not image)
+  flow, inputs, got, facts = served_elsewhere[kind]
+  event_shape = EVENT_SHAPES[kind]
+  image = kind == 'image'
+  x, z = inputs['x'], inputs['z']
 
   assert not facts['imported_tf_realnvp']
   assert facts['event_shape'] == list(event_shape)
@@ -325,49 +384,10 @@ def test_export_removes_leftovers_of_dead_processes_only(tmp_path):
     live.wait()
 
 
-CONDITIONAL_RELOAD_SCRIPT = """
-import json, sys
-import numpy as np
-import tensorflow as tf
-model = tf.saved_model.load(sys.argv[1])
-x, labels = np.load('x.npy'), np.load('labels.npy')
-signatures = model.signatures
-z = signatures['encode'](x=x, label=labels)['z']
-facts = dict(
-    log_prob=signatures['serving_default'](x=x, label=labels)['log_prob']
-    .numpy().tolist(),
-    round_trip=signatures['decode'](z=z, label=labels)['x'].numpy().tolist(),
-    samples=model.sample_with_temperature(5, 0.5, [1, 2], 2).numpy().tolist(),
-    num_classes=int(model.num_classes.numpy()),
-    inputs={key: sorted(fn.structured_input_signature[1])
-            for key, fn in signatures.items()},
-    imported_tf_realnvp='tf_realnvp' in sys.modules)
-try:
-  model.log_prob(x, tf.constant([0, 3], tf.int32))
-  facts['bad_label'] = 'accepted'
-except tf.errors.InvalidArgumentError as error:
-  facts['bad_label'] = error.message
-with open('facts.json', 'w') as f:
-  json.dump(facts, f)
-"""
-
-
-def test_a_conditional_export_takes_labels_without_the_package(tmp_path):
-  flow = perturbed(tf_realnvp.RealNVP((2,), num_coupling_layers=2,
-                                      hidden_units=(8,), num_classes=3,
-                                      conditional_prior=True))
-  export_dir = saved_model.export_saved_model(flow, str(tmp_path / 'model'))
-  x = np.array([[0.5, -1.], [2., 0.3]], np.float32)
-  labels = np.array([2, 0], np.int32)
-  np.save(tmp_path / 'x.npy', x)
-  np.save(tmp_path / 'labels.npy', labels)
-  run = subprocess.run([sys.executable, '-c', CONDITIONAL_RELOAD_SCRIPT,
-                        export_dir], capture_output=True, text=True,
-                       cwd=str(tmp_path),
-                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
-  assert run.returncode == 0, run.stderr[-3000:]
-  with open(tmp_path / 'facts.json') as f:
-    facts = json.load(f)
+def test_a_conditional_export_takes_labels_without_the_package(
+    served_elsewhere):
+  flow, inputs, _, facts = served_elsewhere['conditional']
+  x, labels = inputs['x'], inputs['labels']
   assert not facts['imported_tf_realnvp']
   live = flow.log_prob(x, bijector_kwargs={'conditional_input': labels})
   np.testing.assert_allclose(facts['log_prob'], live, rtol=1e-5)

@@ -25,7 +25,7 @@ from test_trainer import train
 
 from tf_realnvp import training
 from tf_realnvp.config import experiment
-from tf_realnvp.config import run_dir as run_dir_lib
+from tf_realnvp.config import run_dir
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 400
@@ -84,7 +84,7 @@ def test_killed_or_signalled_runs_resume_bit_identical(tmp_path):
       stderr = process.communicate(timeout=120)[1]
     finally:
       process.kill()
-    saved = run_dir_lib.checkpoints_newest_first(
+    saved = run_dir.checkpoints_newest_first(
         os.path.join(probed, 'checkpoints'))
     finished = bool(saved) and saved[0].endswith(f'ckpt-{STEPS}')
     if process.returncode in (0, -number) and finished:
@@ -104,10 +104,10 @@ def test_killed_or_signalled_runs_resume_bit_identical(tmp_path):
     np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
 
 
-def damage(run_dir, how):
-  """Damages the newest checkpoint (or all of them) in `run_dir`."""
-  folder = run_dir / 'checkpoints'
-  newest = run_dir_lib.checkpoints_newest_first(str(folder))[0]
+def damage(model_dir, how):
+  """Damages the newest checkpoint (or all of them) in `model_dir`."""
+  folder = model_dir / 'checkpoints'
+  newest = run_dir.checkpoints_newest_first(str(folder))[0]
   if how == 'no index':
     os.remove(newest + '.index')
   elif how == 'truncated data':
@@ -120,8 +120,8 @@ def damage(run_dir, how):
     os.remove(folder / 'checkpoint')
 
 
-def damage_config(run_dir, steps):
-  return small_config(run_dir, train_steps=steps, checkpoint_every=10,
+def damage_config(model_dir, steps):
+  return small_config(model_dir, train_steps=steps, checkpoint_every=10,
                       eval_every=40)
 
 
@@ -140,55 +140,56 @@ def runs_to_damage(tmp_path_factory):
 def test_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(
     tmp_path, runs_to_damage, how):
   root, straight = runs_to_damage
-  run_dir = tmp_path / 'damaged'
-  shutil.copytree(root / 'stopped', run_dir)
-  damage(run_dir, how)
-  resumed = train(damage_config(run_dir, 40))
+  model_dir = tmp_path / 'damaged'
+  shutil.copytree(root / 'stopped', model_dir)
+  damage(model_dir, how)
+  resumed = train(damage_config(model_dir, 40))
   assert resumed['test_nll_nats'] == straight['test_nll_nats']
-  expected, actual = flow_weights(root / 'straight'), flow_weights(run_dir)
+  expected, actual = flow_weights(root / 'straight'), flow_weights(model_dir)
   for name in expected:
     np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
   if how in ('no index', 'truncated data'):
-    assert os.listdir(run_dir / 'checkpoints' / 'damaged')
+    assert os.listdir(model_dir / 'checkpoints' / 'damaged')
 
 
 def test_no_intact_checkpoint_stops_instead_of_starting_over(tmp_path):
-  run_dir = tmp_path / 'run'
-  train(small_config(run_dir, train_steps=20, checkpoint_every=10))
-  for prefix in run_dir_lib.checkpoints_newest_first(str(run_dir / 'checkpoints')):
+  model_dir = tmp_path / 'run'
+  train(small_config(model_dir, train_steps=20, checkpoint_every=10))
+  checkpoints = str(model_dir / 'checkpoints')
+  for prefix in run_dir.checkpoints_newest_first(checkpoints):
     os.remove(prefix + '.index')
-  with pytest.raises(run_dir_lib.NoIntactCheckpointError,
+  with pytest.raises(run_dir.NoIntactCheckpointError,
                      match='ckpt-20, ckpt-10.*--restart'):
-    train(small_config(run_dir, train_steps=30, checkpoint_every=10))
-  restarted = train(small_config(run_dir, train_steps=30, checkpoint_every=10,
-                                 restart=True))
+    train(small_config(model_dir, train_steps=30, checkpoint_every=10))
+  restarted = train(small_config(model_dir, train_steps=30,
+                                 checkpoint_every=10, restart=True))
   assert restarted['step'] == 30
-  assert run_dir_lib.checkpoints_newest_first(str(run_dir / 'checkpoints'))
+  assert run_dir.checkpoints_newest_first(checkpoints)
 
 
 HOLD_LOCK = """
 import sys, time
-from tf_realnvp.config import run_dir as run_dir_lib
-with run_dir_lib.locked(sys.argv[1]):
+from tf_realnvp.config import run_dir
+with run_dir.locked(sys.argv[1]):
   print('locked', flush=True)
   time.sleep(600)
 """
 
 
 def test_a_second_run_on_a_folder_in_use_refuses_naming_the_holder(tmp_path):
-  run_dir = tmp_path / 'run'
-  holder = subprocess.Popen([sys.executable, '-c', HOLD_LOCK, str(run_dir)],
+  model_dir = tmp_path / 'run'
+  holder = subprocess.Popen([sys.executable, '-c', HOLD_LOCK, str(model_dir)],
                             cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
   try:
     assert holder.stdout.readline() == 'locked\n'
-    with pytest.raises(run_dir_lib.ModelDirBusyError,
+    with pytest.raises(run_dir.ModelDirBusyError,
                        match=f'in use by a training run \\(pid {holder.pid} '):
-      train(small_config(run_dir, train_steps=2))
+      train(small_config(model_dir, train_steps=2))
   finally:
     holder.kill()
     holder.wait()
   # The holder died without unlocking: its lock is taken over.
-  assert train(small_config(run_dir, train_steps=2))['step'] == 2
+  assert train(small_config(model_dir, train_steps=2))['step'] == 2
 
 
 def test_config_json_is_written_whole_and_only_when_it_changes(tmp_path):
@@ -223,7 +224,7 @@ def test_a_signal_in_process_stops_after_the_step_and_saves(tmp_path,
   monkeypatch.setattr(training.Training, '_advance', signalled_at_5)
   with pytest.raises(training.TrainingInterrupted, match='SIGTERM at step 5'):
     train(small_config(tmp_path / 'run', train_steps=20))
-  assert run_dir_lib.checkpoints_newest_first(
+  assert run_dir.checkpoints_newest_first(
       str(tmp_path / 'run' / 'checkpoints'))[0].endswith('ckpt-5')
 
 
@@ -231,7 +232,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run_in_one_line(
     tmp_path, monkeypatch):
   """As on a full disk: the half-written checkpoint goes, the earlier one
   stays, and the run resumes from it."""
-  run_dir = tmp_path / 'run'
+  model_dir = tmp_path / 'run'
   save = tf.train.CheckpointManager.save
 
   def disk_full_at_20(manager, checkpoint_number=None, **kwargs):
@@ -242,11 +243,11 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run_in_one_line(
     return save(manager, checkpoint_number=checkpoint_number, **kwargs)
   with monkeypatch.context() as patch:
     patch.setattr(tf.train.CheckpointManager, 'save', disk_full_at_20)
-    with pytest.raises(run_dir_lib.SaveError,
+    with pytest.raises(run_dir.SaveError,
                        match='step 20 .*No space left on device.*the one of '
                              'step 10 is intact'):
-      train(small_config(run_dir, train_steps=30, checkpoint_every=10))
-  assert sorted(os.listdir(run_dir / 'checkpoints')) == [
+      train(small_config(model_dir, train_steps=30, checkpoint_every=10))
+  assert sorted(os.listdir(model_dir / 'checkpoints')) == [
       'checkpoint', 'ckpt-10.data-00000-of-00001', 'ckpt-10.index']
-  assert train(small_config(run_dir, train_steps=30,
+  assert train(small_config(model_dir, train_steps=30,
                             checkpoint_every=10))['step'] == 30
