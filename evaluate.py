@@ -17,6 +17,7 @@ console.quiet(VERBOSITY)  # Before TensorFlow is imported.
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import json
+import os
 
 from absl import app
 from absl import flags
@@ -33,15 +34,28 @@ flags.DEFINE_float('temperature', 1.0,
 flags.DEFINE_integer('eval_batches', None,
                      'Test batches to use (default: the whole test split).')
 flags.DEFINE_bool('export', False, 'Also write model_dir/saved_model.')
+flags.DEFINE_list('export_formats', [],
+                  'Also export as these, any of saved_model (as --export), '
+                  'tflite, onnx (pip install -e ".[export]"): '
+                  'model_dir/export/{log_prob,decode}.{tflite,onnx}.')
 flags.mark_flag_as_required('model_dir')
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
+  portable_formats = [f for f in FLAGS.export_formats if f != 'saved_model']
+  if portable_formats:  # Before evaluating: refuse a format at once.
+    from tf_realnvp.serving import portable  # pylint: disable=g-import-not-at-top
+    portable.check_formats(portable_formats)
   result = evaluation.evaluate(FLAGS.model_dir, FLAGS.num_dequantizations,
                                FLAGS.temperature, FLAGS.eval_batches,
-                               FLAGS.export)
+                               FLAGS.export or
+                               'saved_model' in FLAGS.export_formats)
+  if portable_formats:
+    _, flow, _ = evaluation.restore_flow(FLAGS.model_dir)
+    result['export'] = portable.export_portable(
+        flow, os.path.join(FLAGS.model_dir, 'export'), portable_formats)
   print(json.dumps(result, indent=2))
 
 
