@@ -186,9 +186,18 @@ def _onnx(saved_model_dir, signature):
   import onnx  # pylint: disable=g-import-not-at-top
   import tf2onnx  # pylint: disable=g-import-not-at-top
   from tf2onnx import tf_loader  # pylint: disable=g-import-not-at-top
-  graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
-      saved_model_dir, None, None, signatures=[signature],
-      return_tensors_to_rename=True)
+  try:
+    graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
+        saved_model_dir, None, None, signatures=[signature],
+        return_tensors_to_rename=True)
+  except tf.errors.InvalidArgumentError as error:
+    # Freezing turns each variable into a constant; one that the graph
+    # assigns (Glow's ActNorm initializes itself from its first batch, in a
+    # tf.cond) is then a constant where a resource is expected.
+    raise PortableExportError(
+        f'ONNX cannot express AssignVariableOp of this flow ({signature}): '
+        'tf2onnx freezes the variables, and ActNorm assigns its own on the '
+        'first batch; export it as a SavedModel or TFLite.') from error
   model, _ = tf2onnx.convert.from_graph_def(
       graph_def, name=signature, input_names=inputs, output_names=outputs,
       opset=ONNX_OPSET, custom_op_handlers={'Log1p': (_log1p, [])},
@@ -206,6 +215,13 @@ def _onnx(saved_model_dir, signature):
 _CONVERTERS = {'tflite': _tflite, 'onnx': _onnx}
 
 
+def check_formats(formats):
+  """Raises `ConfigError` for a format other than tflite and onnx."""
+  unknown = sorted(set(formats) - set(_CONVERTERS))
+  if unknown:
+    raise ConfigError(f'Portable formats are tflite and onnx, got {unknown}.')
+
+
 def export_portable(flow, export_dir, formats=('tflite', 'onnx')):
   """Writes `export_dir/{log_prob,decode}.{tflite,onnx}`; returns the paths.
 
@@ -216,9 +232,7 @@ def export_portable(flow, export_dir, formats=('tflite', 'onnx')):
     ConfigError: for a format not in `('tflite', 'onnx')`.
     PortableExportError: for a flow with an op a format cannot express.
   """
-  unknown = sorted(set(formats) - set(_CONVERTERS))
-  if unknown:
-    raise ConfigError(f'Portable formats are tflite and onnx, got {unknown}.')
+  check_formats(formats)
   os.makedirs(export_dir, exist_ok=True)
   paths = {}
   for fmt in formats:
