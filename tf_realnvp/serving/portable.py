@@ -35,7 +35,9 @@ two constructs of the SavedModel's graph do not convert to ONNX:
 Each trace is saved as a SavedModel in a temporary directory, from which
 TF's `TFLiteConverter` or `tf2onnx` converts one signature at a time. A
 family whose trace has an op a format lacks raises `PortableExportError`
-naming it.
+naming it. Each file is then run in its runtime on a probe batch and must
+give TensorFlow's answer (log_prob within 1e-4 relative, decode within 0.05
+data units), or the export is refused: a converter can be wrong silently.
 """
 
 import math
@@ -90,7 +92,8 @@ class PortableFlow(tf.Module):
     self._per_example_trace = per_example
     self._exported = ExportedFlow(flow)
     self._context = self._exported._context  # pylint: disable=protected-access
-    self._num_levels = self._exported._num_levels  # pylint: disable=protected-access
+    self.num_levels = self._exported._num_levels  # pylint: disable=protected-access
+    self.num_classes = self._context.num_classes if self._context else 0
     self._event_ndims = flow.event_shape.rank
     self._event_size = math.prod(flow.event_shape.as_list())
     self.log_prob = tf.function(
@@ -143,8 +146,8 @@ class PortableFlow(tf.Module):
       return base + bijector.inverse_log_det_jacobian(
           x, event_ndims=self._event_ndims, **kwargs)
     finite = tf.math.is_finite(x)
-    if self._num_levels is not None:
-      finite &= (x >= 0) & (x < self._num_levels)
+    if self.num_levels is not None:
+      finite &= (x >= 0) & (x < self.num_levels)
     valid = _all_in_row(finite) & self._valid_context(context)
     return _nan_where_invalid(self._per_example(log_prob, (x,) + context),
                               valid)
@@ -212,7 +215,61 @@ def _onnx(saved_model_dir, signature):
   return model.SerializeToString()
 
 
+def _run_tflite(contents, inputs):
+  runner = tf.lite.Interpreter(model_content=contents).get_signature_runner()
+  (output,) = runner(**inputs).values()
+  return output
+
+
+def _run_onnx(contents, inputs):
+  import onnxruntime  # pylint: disable=g-import-not-at-top
+  session = onnxruntime.InferenceSession(
+      contents, providers=['CPUExecutionProvider'])
+  return session.run(None, inputs)[0]
+
+
 _CONVERTERS = {'tflite': _tflite, 'onnx': _onnx}
+_RUNTIMES = {'tflite': _run_tflite, 'onnx': _run_onnx}
+# How far a file's answer to the probe may be from TensorFlow's: relative for
+# log_prob, in data units for decode (the tests' tolerances).
+_PROBE_TOLERANCE = {'log_prob': dict(rtol=1e-4, atol=0.),
+                    'decode': dict(rtol=0., atol=0.05)}
+
+
+def _probe(module, signature):
+  """Valid inputs `{name: array}` of `signature`, a batch of 3."""
+  rng = np.random.RandomState(0)
+  inputs = {}
+  for spec in getattr(module, signature).input_signature:
+    shape = [3] + spec.shape.as_list()[1:]
+    if spec.name == 'label':
+      inputs['label'] = np.arange(3, dtype=np.int32) % module.num_classes
+    elif spec.name == 'x' and module.num_levels is not None:
+      inputs['x'] = rng.uniform(0., module.num_levels, shape)
+    else:
+      inputs[spec.name] = rng.normal(0., 1., shape)
+    inputs[spec.name] = inputs[spec.name].astype(spec.dtype.as_numpy_dtype)
+  return inputs
+
+
+def _check_in_runtime(fmt, contents, module, signature):
+  """Raises `PortableExportError` unless the runtime's answer to a probe
+  batch is TensorFlow's: a converter can compute something else (TF 2.21's
+  TFLite converter folds `tfb.Scale`'s log-det, NICE's last layer, to one
+  entry of its log-scales) or emit a kernel the runtime refuses."""
+  inputs = _probe(module, signature)
+  want = getattr(module, signature)(*inputs.values()).numpy()
+  try:
+    got = _RUNTIMES[fmt](contents, inputs)
+  except Exception as error:  # pylint: disable=broad-except
+    raise PortableExportError(
+        f'{fmt}: the runtime refuses this flow\'s {signature}: '
+        f'{str(error).splitlines()[0]}; export it as a SavedModel.') from error
+  if not np.allclose(got, want, **_PROBE_TOLERANCE[signature]):
+    error = np.max(np.abs(got - want))
+    raise PortableExportError(
+        f'{fmt}: the runtime computes this flow\'s {signature} differently '
+        f'from TensorFlow (by up to {error:.3g}); export it as a SavedModel.')
 
 
 def check_formats(formats):
@@ -242,6 +299,7 @@ def export_portable(flow, export_dir, formats=('tflite', 'onnx')):
       tf.saved_model.save(module, traced, signatures=module.signatures())
       for signature in PORTABLE_SIGNATURES:
         contents = _CONVERTERS[fmt](traced, signature)
+        _check_in_runtime(fmt, contents, module, signature)
         path = os.path.join(export_dir, f'{signature}.{fmt}')
         with open(f'{path}.tmp-{os.getpid()}', 'wb') as f:
           f.write(contents)
