@@ -195,3 +195,13 @@ def test_unknown_format_is_refused(tmp_path):
   with pytest.raises(tf_realnvp.config.ConfigError, match='tflite and onnx'):
     portable.export_portable(flow, str(tmp_path), ['coreml'])
   assert not os.listdir(tmp_path)
+
+
+def test_a_flow_a_format_cannot_express_is_refused_naming_the_op(tmp_path):
+  """Glow's invertible dense mixing inverts by a triangular solve, which
+  TFLite's builtin ops lack: one line naming it, no file written."""
+  flow = tf_realnvp.make_flow('glow', (2,), num_layers=2, hidden_units=(8,))
+  with pytest.raises(portable.PortableExportError,
+                     match=r'^TFLite cannot express MatrixTriangularSolve'):
+    portable.export_portable(flow, str(tmp_path), ['tflite'])
+  assert not [f for f in os.listdir(tmp_path) if 'decode' in f]
