@@ -108,13 +108,14 @@ class PortableFlow(tf.Module):
         input_signature=getattr(self, name).input_signature, autograph=False)
             for name, output in PORTABLE_SIGNATURES.items()}
 
-  def _per_example(self, function, inputs):
-    """`function` of the batch `inputs`, or with `per_example` of a batch of
-    one, mapped over the batch of `inputs`.
+  def _apply(self, function, inputs):
+    """`function(batch, bijector_kwargs)` of the batch `inputs` (`x` or `z`,
+    then the context if any).
 
-    Per example, the bijectors see a batch whose size is known when tracing, so the
-    couplings trace no empty-batch `tf.cond`; `tf.vectorized_map` batches
-    every op again (no loop: an op it cannot batch is an error here).
+    With `per_example`, `function` sees a batch of one, whose size is known
+    when tracing, so the couplings trace no empty-batch `tf.cond`;
+    `tf.vectorized_map` batches every op again (no loop: an op it cannot
+    batch is an error when tracing).
     """
     def one(example):
       batch = [value[None] for value in example]
@@ -149,14 +150,14 @@ class PortableFlow(tf.Module):
     if self.num_levels is not None:
       finite &= (x >= 0) & (x < self.num_levels)
     valid = _all_in_row(finite) & self._valid_context(context)
-    return _nan_where_invalid(self._per_example(log_prob, (x,) + context),
+    return _nan_where_invalid(self._apply(log_prob, (x,) + context),
                               valid)
 
   def _decode(self, z, *context):
     def decode(z, kwargs):
       return self.flow.bijector.forward(z, **kwargs)
     valid = _all_in_row(tf.math.is_finite(z)) & self._valid_context(context)
-    return _nan_where_invalid(self._per_example(decode, (z,) + context),
+    return _nan_where_invalid(self._apply(decode, (z,) + context),
                               valid)
 
 
@@ -201,6 +202,15 @@ def _onnx(saved_model_dir, signature):
         f'ONNX cannot express AssignVariableOp of this flow ({signature}): '
         'tf2onnx freezes the variables, and ActNorm assigns its own on the '
         'first batch; export it as a SavedModel or TFLite.') from error
+  except ValueError as error:
+    # tf2onnx cannot freeze a tf.while_loop vectorized by tf.vectorized_map
+    # (MAF's and IAF's autoregressive pass, FFJORD's ODE solver).
+    node = re.search(r'node (\S+)', str(error))
+    op = ('While' if node and '/while/' in node.group(1) else
+          node.group(1) if node else 'an operation')
+    raise PortableExportError(
+        f'ONNX cannot express {op} of this flow ({signature}): tf2onnx '
+        'cannot freeze it; export it as a SavedModel or TFLite.') from error
   model, _ = tf2onnx.convert.from_graph_def(
       graph_def, name=signature, input_names=inputs, output_names=outputs,
       opset=ONNX_OPSET, custom_op_handlers={'Log1p': (_log1p, [])},
