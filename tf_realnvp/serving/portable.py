@@ -90,16 +90,16 @@ class PortableFlow(tf.Module):
     super().__init__(name='portable_flow')
     self.flow = flow
     self._per_example_trace = per_example
-    self._exported = ExportedFlow(flow)
-    self._context = self._exported._context  # pylint: disable=protected-access
-    self.num_levels = self._exported._num_levels  # pylint: disable=protected-access
+    self.exported = ExportedFlow(flow)
+    self._context = self.exported._context  # pylint: disable=protected-access
+    self.num_levels = self.exported._num_levels  # pylint: disable=protected-access
     self.num_classes = self._context.num_classes if self._context else 0
     self._event_ndims = flow.event_shape.rank
     self._event_size = math.prod(flow.event_shape.as_list())
     self.log_prob = tf.function(
-        self._log_prob, input_signature=self._exported.log_prob.input_signature)
+        self._log_prob, input_signature=self.exported.log_prob.input_signature)
     self.decode = tf.function(
-        self._decode, input_signature=self._exported.decode.input_signature)
+        self._decode, input_signature=self.exported.decode.input_signature)
 
   def signatures(self):
     """`{name: tf.function}` returning `{output name: tensor}`."""
@@ -264,11 +264,11 @@ def _probe(module, signature):
 
 def _check_in_runtime(fmt, contents, module, signature):
   """Raises `PortableExportError` unless the runtime's answer to a probe
-  batch is TensorFlow's: a converter can compute something else (TF 2.21's
+  batch is the SavedModel's function's (`ExportedFlow`): a converter can compute something else (TF 2.21's
   TFLite converter folds `tfb.Scale`'s log-det, NICE's last layer, to one
   entry of its log-scales) or emit a kernel the runtime refuses."""
   inputs = _probe(module, signature)
-  want = getattr(module, signature)(*inputs.values()).numpy()
+  want = getattr(module.exported, signature)(*inputs.values()).numpy()
   try:
     got = _RUNTIMES[fmt](contents, inputs)
   except Exception as error:  # pylint: disable=broad-except
