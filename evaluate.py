@@ -24,6 +24,7 @@ console.quiet(VERBOSITY)  # Before TensorFlow is imported.
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import json
+import os
 
 from absl import app
 from absl import flags
@@ -46,12 +47,24 @@ flags.DEFINE_string(
 flags.DEFINE_integer(
     'score_batch', None, 'With --score: the typicality test of each batch of '
     'this many consecutive examples.')
+flags.DEFINE_list('export_formats', [],
+                  'Also export as these, any of saved_model (as --export), '
+                  'tflite, onnx (pip install -e ".[export]"): '
+                  'model_dir/export/{log_prob,decode}.{tflite,onnx}.')
 flags.mark_flag_as_required('model_dir')
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
+  portable_formats = [f for f in FLAGS.export_formats if f != 'saved_model']
+  if FLAGS.score is not None and (FLAGS.export or FLAGS.export_formats):
+    raise experiment_lib.ConfigError(
+        '--score scores a dataset and exports nothing: run evaluate.py '
+        'without --score to export.')
+  if portable_formats:  # Before evaluating: refuse a format at once.
+    from tf_realnvp.serving import portable  # pylint: disable=g-import-not-at-top
+    portable.check_formats(portable_formats)
   if FLAGS.score is not None:
     result = evaluation.scoring.score_run(
         FLAGS.model_dir, FLAGS.score, FLAGS.num_dequantizations,
@@ -59,7 +72,12 @@ def main(argv):
   else:
     result = evaluation.evaluate(FLAGS.model_dir, FLAGS.num_dequantizations,
                                  FLAGS.temperature, FLAGS.eval_batches,
-                                 FLAGS.export)
+                                 FLAGS.export or
+                                 'saved_model' in FLAGS.export_formats)
+  if portable_formats:
+    _, flow, _ = evaluation.restore_flow(FLAGS.model_dir)
+    result['export'] = portable.export_portable(
+        flow, os.path.join(FLAGS.model_dir, 'export'), portable_formats)
   print(json.dumps(result, indent=2))
 
 

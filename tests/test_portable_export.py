@@ -1,0 +1,207 @@
+"""TFLite and ONNX export: the runtimes themselves, in a process that never
+imports tf_realnvp, reproduce the SavedModel's log_prob, decode and samples."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_realnvp
+from tf_realnvp.serving import portable
+from tf_realnvp.serving import saved_model
+
+# Runs every case's files in one runtime: `python -c RUNTIME_SCRIPT FORMAT
+# CASE_DIR...`; reads CASE_DIR/inputs.npz, writes CASE_DIR/FORMAT.npz and
+# CASE_DIR/FORMAT.json (the names each file takes and returns).
+RUNTIME_SCRIPT = """
+import json, sys
+import numpy as np
+fmt, cases = sys.argv[1], sys.argv[2:]
+if fmt == 'onnx':
+  import onnxruntime
+
+  def load(path):
+    session = onnxruntime.InferenceSession(
+        path, providers=['CPUExecutionProvider'])
+    names = ([i.name for i in session.get_inputs()],
+             [o.name for o in session.get_outputs()])
+    return names, lambda **inputs: dict(
+        zip(names[1], session.run(None, inputs)))
+else:
+  import tensorflow as tf
+
+  def load(path):
+    interpreter = tf.lite.Interpreter(model_path=path)
+    (signature,) = interpreter.get_signature_list().values()
+    return ((sorted(signature['inputs']), signature['outputs']),
+            interpreter.get_signature_runner())
+for case in cases:
+  arrays = dict(np.load(f'{case}/inputs.npz'))
+  context = {'label': arrays['label']} if 'label' in arrays else {}
+  bad_context = {'label': arrays['bad_label']} if context else {}
+  log_prob_names, log_prob = load(f'{case}/export/log_prob.{fmt}')
+  decode_names, decode = load(f'{case}/export/decode.{fmt}')
+  np.savez(f'{case}/{fmt}.npz',
+           log_prob=log_prob(x=arrays['x'], **context)['log_prob'],
+           decoded=decode(z=arrays['z'], **context)['x'],
+           samples=decode(z=arrays['noise'], **({'label': arrays['sample_label']}
+                                               if context else {}))['x'],
+           bad_x=log_prob(x=arrays['bad_x'], **context)['log_prob'],
+           bad_label=log_prob(x=arrays['x'], **bad_context)['log_prob'],
+           bad_z=decode(z=arrays['bad_z'], **context)['x'])
+  with open(f'{case}/{fmt}.json', 'w') as f:
+    json.dump(dict(log_prob=log_prob_names, decode=decode_names,
+                   imported_tf_realnvp='tf_realnvp' in sys.modules), f)
+"""
+
+# Batch sizes the exports never saw: they trace with a dynamic batch.
+BATCH = 5
+NUM_SAMPLES = 3
+TEMPERATURE = 0.7
+
+
+def perturbed(flow):
+  """`flow` with random weights, so the couplings are not the identity."""
+  rng = np.random.RandomState(0)
+  for v in flow.trainable_variables:
+    v.assign(rng.normal(0., 0.1, v.shape).astype(np.float32))
+  return flow
+
+
+CASES = {
+    # Splines and a class label, on 2-D points.
+    'vector': lambda: tf_realnvp.make_flow(
+        'nsf', (2,), num_layers=2, hidden_units=(16,), num_classes=3),
+    # The multi-scale RealNVP with its logit, convolutions and factor-out.
+    'image': lambda: tf_realnvp.make_flow(
+        'realnvp', (4, 4, 3), num_scales=1, num_res_blocks=1, num_filters=4),
+}
+
+
+def write_case(name, case_dir):
+  """Exports the case's flow both ways; writes its inputs; returns the
+  SavedModel's answers to them."""
+  keras.utils.set_random_seed(0)
+  flow = perturbed(CASES[name]())
+  shape = tuple(flow.event_shape.as_list())
+  image = len(shape) == 3
+  rng = np.random.RandomState(1)
+  x = (rng.uniform(0., 256., (BATCH,) + shape) if image
+       else rng.normal(0., 2., (BATCH,) + shape)).astype(np.float32)
+  z = rng.normal(0., 1., (BATCH,) + shape).astype(np.float32)
+  bad_x, bad_z = x.copy(), z.copy()
+  bad_x[1].flat[0] = 256. if image else np.inf
+  bad_z[2].flat[0] = np.nan
+  seed = tf.constant([1, 2])
+  # The noise sample_with_temperature draws for `seed`.
+  noise = tf.random.stateless_normal((NUM_SAMPLES,) + shape, seed) * TEMPERATURE
+  inputs = dict(x=x, z=z, bad_x=bad_x, bad_z=bad_z, noise=noise.numpy())
+  context, sample_context = [], []
+  if name == 'vector':  # The conditional one: labels in [0, 3).
+    inputs['label'] = np.arange(BATCH, dtype=np.int32) % 3
+    inputs['bad_label'] = inputs['label'].copy()
+    inputs['bad_label'][3] = 3
+    # sample_with_temperature's samples are all of one class.
+    inputs['sample_label'] = np.full(NUM_SAMPLES, 1, np.int32)
+    context, sample_context = [inputs['label']], [1]
+  np.savez(os.path.join(case_dir, 'inputs.npz'), **inputs)
+  portable.export_portable(flow, os.path.join(case_dir, 'export'))
+  model = tf.saved_model.load(saved_model.export_saved_model(
+      flow, os.path.join(case_dir, 'saved_model')))
+  samples = model.sample_with_temperature(NUM_SAMPLES, TEMPERATURE, seed,
+                                         *sample_context)
+  return dict(log_prob=model.log_prob(x, *context).numpy(),
+              decoded=model.decode(z, *context).numpy(),
+              samples=samples.numpy(),
+              noise=inputs['noise'], label=inputs.get('label'))
+
+
+@pytest.fixture(scope='module')
+def cases(tmp_path_factory):
+  """{case: (its directory, the SavedModel's answers)}, exported once."""
+  root = tmp_path_factory.mktemp('portable')
+  answers = {}
+  for name in CASES:
+    case_dir = root / name
+    case_dir.mkdir()
+    answers[name] = (str(case_dir), write_case(name, str(case_dir)))
+  return answers
+
+
+@pytest.fixture(scope='module', params=['tflite', 'onnx'])
+def runtime(request, cases):
+  """(format, {case: (what the runtime answered, the names it saw)})."""
+  fmt = request.param
+  run = subprocess.run(
+      [sys.executable, '-c', RUNTIME_SCRIPT, fmt] +
+      [case_dir for case_dir, _ in cases.values()],
+      capture_output=True, text=True,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
+  assert run.returncode == 0, run.stderr[-3000:]
+  results = {}
+  for name, (case_dir, _) in cases.items():
+    with open(os.path.join(case_dir, f'{fmt}.json')) as f:
+      results[name] = (dict(np.load(os.path.join(case_dir, f'{fmt}.npz'))),
+                       json.load(f))
+  return fmt, results
+
+
+@pytest.mark.parametrize('name', list(CASES))
+def test_runtime_matches_the_saved_model(runtime, cases, name):
+  """log_prob within 1e-4 relative, decode and the samples (decoded Normal
+  noise) within 0.05 data units, at a batch size never traced; the same
+  input and output names as the SavedModel's signatures."""
+  fmt, results = runtime
+  got, names = results[name]
+  _, want = cases[name]
+  assert not names['imported_tf_realnvp']
+  context = ['label'] if want['label'] is not None else []
+  assert names['log_prob'] == [sorted(['x'] + context), ['log_prob']]
+  assert names['decode'] == [sorted(['z'] + context), ['x']]
+  np.testing.assert_allclose(got['log_prob'], want['log_prob'], rtol=1e-4,
+                             err_msg=fmt)
+  np.testing.assert_allclose(got['decoded'], want['decoded'], atol=0.05,
+                             rtol=0, err_msg=fmt)
+  np.testing.assert_allclose(got['samples'], want['samples'], atol=0.05,
+                             rtol=0, err_msg=fmt)
+
+
+@pytest.mark.parametrize('name', list(CASES))
+def test_invalid_rows_give_nan(runtime, cases, name):
+  """The SavedModel's input checks, as NaN in the offending row only."""
+  fmt, results = runtime
+  got, _ = results[name]
+  _, want = cases[name]
+  bad_rows = {'bad_x': 1, 'bad_z': 2, 'bad_label': 3}
+  for key, row in bad_rows.items():
+    if key == 'bad_label' and want['label'] is None:
+      continue
+    values = got[key].reshape(BATCH, -1)
+    assert np.isnan(values[row]).all(), (fmt, key)
+    others = np.delete(values, row, axis=0)
+    reference = want['decoded' if key == 'bad_z' else 'log_prob']
+    np.testing.assert_allclose(
+        others, np.delete(reference.reshape(BATCH, -1), row, axis=0),
+        rtol=1e-4, atol=0.05 if key == 'bad_z' else 0, err_msg=(fmt, key))
+
+
+def test_unknown_format_is_refused(tmp_path):
+  flow = tf_realnvp.make_flow('realnvp', (2,), num_layers=2, hidden_units=(8,))
+  with pytest.raises(tf_realnvp.config.ConfigError, match='tflite and onnx'):
+    portable.export_portable(flow, str(tmp_path), ['coreml'])
+  assert not os.listdir(tmp_path)
+
+
+def test_a_flow_a_format_cannot_express_is_refused_naming_the_op(tmp_path):
+  """Glow's invertible dense mixing inverts by a triangular solve, which
+  TFLite's builtin ops lack: one line naming it, no file written."""
+  flow = tf_realnvp.make_flow('glow', (2,), num_layers=2, hidden_units=(8,))
+  with pytest.raises(portable.PortableExportError,
+                     match=r'^TFLite cannot express MatrixTriangularSolve'):
+    portable.export_portable(flow, str(tmp_path), ['tflite'])
+  assert not [f for f in os.listdir(tmp_path) if 'decode' in f]
