@@ -23,6 +23,9 @@ ARCHITECTURES = {
     'small': dict(num_scales=2, num_res_blocks=2, num_filters=32),
     # For smoke tests: seconds to build and compile.
     'tiny': dict(num_scales=2, num_res_blocks=1, num_filters=4),
+    # For smoke tests of the scripts, not the model: one scale, so a quarter
+    # of tiny's variables to trace and build.
+    'micro': dict(num_scales=1, num_res_blocks=1, num_filters=4),
 }
 FLOWS = ('realnvp', 'glow')
 # Keras dtype policies of the s/t networks; coupling arithmetic stays float32.

@@ -86,21 +86,45 @@ def test_bits_per_dim(flow, test, seed):
   return float(tf.reduce_mean(tf.concat(values, axis=0)))
 
 
-def train_run(name, precision, train_batches, test, initial_weights, seed):
-  """Trains one copy from `initial_weights`; returns its figures."""
-  flow = models.realnvp(tuple(test.shape[1:]), FLAGS.model, precision)
-  for variable, value in zip(flow.distribution.trainable_variables,
-                             initial_weights):
-    variable.assign(value)
-  optimizer = tf_realnvp.optimizers.FusedAdam(FLAGS.learning_rate)
-  step = tf.function(models.make_train_step(flow, optimizer))
-  losses = [float(step(train_batches[0]))]  # Traces; not timed.
+class Trainer:
+  """One flow, optimizer and traced train step of one precision.
+
+  Tracing the step and building Adam's slots take most of a short run's
+  time, so every run of a precision (each seed's, and the float32 control)
+  shares them: a run restores the flow's and the optimizer's variables to
+  the values of a freshly built pair, then trains from its initial weights.
+  """
+
+  def __init__(self, precision, event_shape):
+    self.precision = precision
+    self.flow = models.realnvp(event_shape, FLAGS.model, precision)
+    self.optimizer = tf_realnvp.optimizers.FusedAdam(FLAGS.learning_rate)
+    self.optimizer.build(self.flow.distribution.trainable_variables)
+    self.step = tf.function(models.make_train_step(self.flow, self.optimizer))
+    self.fresh = [(v, v.numpy()) for v in
+                  list(self.flow.distribution.variables)
+                  + list(self.optimizer.variables)]
+
+  def reset(self, initial_weights):
+    for variable, value in self.fresh:
+      variable.assign(value)
+    for variable, value in zip(self.flow.distribution.trainable_variables,
+                               initial_weights):
+      variable.assign(value)
+
+
+def train_run(name, trainer, train_batches, test, initial_weights, seed):
+  """Trains `trainer`'s flow from `initial_weights`; returns its figures."""
+  trainer.reset(initial_weights)
+  step = trainer.step
+  losses = [float(step(train_batches[0]))]  # Traces once; not timed.
   start = time.perf_counter()
   losses += [float(step(x)) for x in train_batches[1:]]
   seconds = time.perf_counter() - start
   result = dict(
-      run=name, precision=precision,
-      test_bits_per_dim=test_bits_per_dim(flow.distribution, test, seed),
+      run=name, precision=trainer.precision,
+      test_bits_per_dim=test_bits_per_dim(
+          trainer.flow.distribution, test, seed),
       final_train_bits_per_dim=objective.nats_to_bits_per_dim(
           losses[-1], test.shape[1:]),
       train_images_per_second=(len(train_batches) - 1) * FLAGS.batch_size
@@ -109,7 +133,7 @@ def train_run(name, precision, train_batches, test, initial_weights, seed):
   return result
 
 
-def compare_precisions(seed, train, test):
+def compare_precisions(seed, train, test, trainers):
   """The three runs of one seed, from one set of initial weights."""
   train_batches = batches(train, FLAGS.steps, FLAGS.batch_size,
                           FLAGS.patch_size, seed)
@@ -120,7 +144,7 @@ def compare_precisions(seed, train, test):
   rounded = [tf.cast(tf.cast(w, tf.bfloat16), tf.float32).numpy()
              for w in initial_weights]
   float32, mixed, control = [
-      train_run(name, precision, train_batches, test, weights, seed)
+      train_run(name, trainers[precision], train_batches, test, weights, seed)
       for name, precision, weights in [
           ('float32', 'float32', initial_weights),
           ('mixed_bfloat16', 'mixed_bfloat16', initial_weights),
@@ -178,7 +202,10 @@ def main(argv):
   del argv
   train, test = photo_patches.split_photo(
       photo_patches.photo(), FLAGS.patch_size, FLAGS.test_patches)
-  seeds = [compare_precisions(int(seed), train, test) for seed in FLAGS.seeds]
+  trainers = {precision: Trainer(precision, tuple(test.shape[1:]))
+              for precision in ('float32', 'mixed_bfloat16')}
+  seeds = [compare_precisions(int(seed), train, test, trainers)
+           for seed in FLAGS.seeds]
   result = dict(
       model=FLAGS.model, parameters=seeds[0]['parameters'], steps=FLAGS.steps,
       learning_rate=FLAGS.learning_rate,

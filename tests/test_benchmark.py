@@ -154,8 +154,9 @@ def test_photo_patches_reject_patches_larger_than_a_tile():
 
 def test_precision_check_runs_both_precisions_end_to_end(tmp_path):
   subprocess.run(
-      [sys.executable, '-m', 'benchmarks.precision_check', '--model=tiny',
-       '--steps=2', '--batch_size=4', '--test_patches=4', '--seeds=0,1',
+      [sys.executable, '-m', 'benchmarks.precision_check', '--model=micro',
+       '--patch_size=8', '--steps=2', '--batch_size=4', '--test_patches=4',
+       '--seeds=0,1',
        f'--out_dir={tmp_path}'], cwd=ROOT, check=True, capture_output=True,
       timeout=300)
   with open(tmp_path / 'precision_check.json') as f:
@@ -189,7 +190,8 @@ def test_quality_trains_configurations_on_the_same_batches_and_caches(
   """Two seeds of a tiny model: figures per evaluation step, a table at equal
   steps and one at equal time; a second call reuses every cached run."""
   command = [sys.executable, '-m', 'benchmarks.quality', '--configs=default',
-             '--seeds=0,1', '--eval_at=1,2', '--num_res_blocks=1',
+             '--seeds=0,1', '--eval_at=1,2', '--num_scales=1',
+             '--num_res_blocks=1',
              '--num_filters=4', '--batch_size=4', '--test_patches=8',
              f'--out_dir={tmp_path}']
   subprocess.run(command, cwd=ROOT, check=True, capture_output=True,
