@@ -152,18 +152,20 @@ def test_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(
     assert os.listdir(model_dir / 'checkpoints' / 'damaged')
 
 
-def test_no_intact_checkpoint_stops_instead_of_starting_over(tmp_path):
+def test_no_intact_checkpoint_stops_instead_of_starting_over(
+    tmp_path, runs_to_damage):
   model_dir = tmp_path / 'run'
-  train(small_config(model_dir, train_steps=20, checkpoint_every=10))
+  shutil.copytree(runs_to_damage[0] / 'stopped', model_dir)  # At step 30.
   checkpoints = str(model_dir / 'checkpoints')
   for prefix in run_dir.checkpoints_newest_first(checkpoints):
     os.remove(prefix + '.index')
   with pytest.raises(run_dir.NoIntactCheckpointError,
-                     match='ckpt-20, ckpt-10.*--restart'):
-    train(small_config(model_dir, train_steps=30, checkpoint_every=10))
-  restarted = train(small_config(model_dir, train_steps=30,
-                                 checkpoint_every=10, restart=True))
-  assert restarted['step'] == 30
+                     match='ckpt-30, ckpt-20.*--restart'):
+    train(damage_config(model_dir, 40))
+  restarted = train(small_config(model_dir, train_steps=40,
+                                 checkpoint_every=10, eval_every=40,
+                                 restart=True))
+  assert restarted['step'] == 40
   assert run_dir.checkpoints_newest_first(checkpoints)
 
 
@@ -205,10 +207,11 @@ def test_config_json_is_written_whole_and_only_when_it_changes(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ['config.json']
 
 
-def test_asking_for_fewer_steps_than_the_run_has_is_an_error(tmp_path):
-  train(small_config(tmp_path / 'run', train_steps=20))
-  with pytest.raises(experiment.ConfigError, match='at step 20, past the 10'):
-    train(small_config(tmp_path / 'run', train_steps=10))
+def test_asking_for_fewer_steps_than_the_run_has_is_an_error(
+    tmp_path, runs_to_damage):
+  shutil.copytree(runs_to_damage[0] / 'stopped', tmp_path / 'run')
+  with pytest.raises(experiment.ConfigError, match='at step 30, past the 10'):
+    train(damage_config(tmp_path / 'run', 10))
 
 
 def test_a_signal_in_process_stops_after_the_step_and_saves(tmp_path,
