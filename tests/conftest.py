@@ -23,22 +23,26 @@ tf.config.set_logical_device_configuration(
     [tf.config.LogicalDeviceConfiguration()] * 2)
 
 
-# The files whose tests take longest, slowest first. Tests are handed out one
-# at a time (`--dist loadgroup` in setup.cfg), the next to whichever worker is
+# The files whose tests take longest, those with the longest single test or
+# shared fixture first (`pytest --durations`). Tests are handed out one at a
+# time (`--dist loadgroup` in setup.cfg), the next to whichever worker is
 # free, in collection order: with the long ones first, the short ones even
 # out the end instead of one long test running alone while the other worker
 # idles.
 SLOWEST_FILES = (
-    'test_benchmark.py',
+    'test_portable_export.py',
     'test_reliability.py',
     'test_multi_worker.py',
+    'test_benchmark.py',
+    'test_export.py',
     'test_trainer.py',
     'test_conditional.py',
+    'test_scoring.py',
+    'test_first_tweaks.py',
     'test_datasets.py',
-    'test_export.py',
+    'test_flows.py',
     'test_console.py',
     'test_cli.py',
-    'test_flows.py',
     'test_distribution.py',
 )
 
