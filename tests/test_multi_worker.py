@@ -96,11 +96,13 @@ def test_two_workers_end_with_the_weights_of_one_process(tmp_path):
 
 def test_killed_worker_saves_and_restarted_cluster_resumes(tmp_path):
   model_dir = tmp_path / 'run'
-  cluster = start_cluster(settings(model_dir, train_steps=1000000))
+  cluster = start_cluster(settings(model_dir, train_steps=1000000,
+                                   checkpoint_every=5))
   deadline = time.time() + 120
-  while not (model_dir / 'train').exists() and time.time() < deadline:
-    time.sleep(0.5)
-  time.sleep(5)  # let the workers take some steps
+  # The workers have taken steps once the chief has saved a checkpoint.
+  while (not (model_dir / 'checkpoints' / 'checkpoint').exists()
+         and time.time() < deadline):
+    time.sleep(0.1)
   cluster[1].send_signal(signal.SIGTERM)
   finish(cluster, timeout=120)
   saved = checkpoint_arrays(model_dir)
