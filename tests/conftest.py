@@ -99,8 +99,10 @@ def same_random_state():
 @pytest.fixture(scope='session', autouse=True)
 def hardware_without_native_bfloat16():
   """Every test sees no GPU and a CPU without bfloat16 flags (an empty
-  cpuinfo), on any machine; a test of other hardware patches the same names
-  itself. (What TensorFlow itself sees is untouched.)"""
+  cpuinfo), so a run that leaves --mixed_precision unset trains in float32
+  on any machine, as the tests were written for. Session-wide, so that the
+  runs module fixtures train see it too; a test of other hardware patches
+  the same names itself. (What TensorFlow itself sees is untouched.)"""
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(hardware, 'gpu_details', list)
     patch.setattr(hardware, 'CPU_INFO', os.devnull)

@@ -1,11 +1,17 @@
-"""The hardware's bfloat16: the detection from CPU flags and GPU details.
+"""The hardware's bfloat16 and the precision it chooses: the detection from
+CPU flags and GPU details, and `resolve`'s default.
 
 tests/conftest.py shows every test a CPU without bfloat16 flags; the tests
 of other hardware patch `hardware.gpu_details` and `hardware.CPU_INFO`.
 """
 
+import dataclasses
+
 import pytest
 
+from tf_realnvp import config as config_lib
+from tf_realnvp import flows
+from tf_realnvp.config import experiment
 from tf_realnvp.config import hardware
 
 NATIVE_CPU = 'this CPU computes bfloat16 natively: avx512_bf16'
@@ -65,3 +71,35 @@ def test_unreadable_cpu_flags_mean_emulated(monkeypatch, tmp_path):
   monkeypatch.setattr(hardware, 'CPU_INFO', str(tmp_path / 'none'))
   native, reason = hardware.bfloat16_support()
   assert not native and 'unreadable' in reason
+
+
+@pytest.mark.parametrize('native, settings, expected', [
+    (True, dict(dataset='mnist'), True),
+    (False, dict(dataset='mnist'), False),
+    (True, dict(dataset='moons'), False),
+    (True, dict(dataset='moons', flow='ffjord'), False),
+    (True, dict(dataset='mnist', mixed_precision=False), False),
+    (False, dict(dataset='mnist', mixed_precision=True), True),
+    (False, dict(dataset='moons', mixed_precision=True), True),
+], ids=['images-native', 'images-emulated', '2d', '2d-ffjord',
+        'given-false', 'given-true', '2d-given-true'])
+def test_the_default_precision_is_bfloat16_for_images_on_native_hardware(
+    request, native, settings, expected):
+  if native:
+    request.getfixturevalue('native_cpu')
+  resolved = experiment.resolve(config_lib.Config(**settings)).config
+  assert resolved.mixed_precision is expected
+  assert ('mixed_precision' in resolved.given) == (
+      'mixed_precision' in settings)
+
+
+def test_a_flow_without_bfloat16_networks_stays_float32(
+    monkeypatch, native_cpu):
+  """No image flow has one today; one added would take float32."""
+  realnvp = flows.FLOWS['realnvp']
+  monkeypatch.setitem(flows.FLOWS, 'realnvp', dataclasses.replace(
+      realnvp, image_settings=tuple(setting for setting in
+                                    realnvp.image_settings
+                                    if setting != 'network_dtype')))
+  resolved = experiment.resolve(config_lib.Config(dataset='mnist')).config
+  assert resolved.mixed_precision is False

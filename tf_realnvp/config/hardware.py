@@ -2,7 +2,8 @@
 
 On those, training in mixed bfloat16 runs 1.5-2.8x faster than in float32
 (BENCHMARKS.md: 1.55x with AVX512-BF16, 2.3-2.8x with AMX) and learns as
-well; elsewhere bfloat16 is emulated, and slow.
+well, so `resolve` makes it the default of image runs there; elsewhere
+bfloat16 is emulated, and slow.
 
 The rule: with GPUs (those TensorFlow sees, which a run trains on), every one
 of compute capability 8.0 or more (Ampere and later); without, a CPU whose
