@@ -1,7 +1,7 @@
 """Test settings: quiet TensorFlow; two logical CPUs; the entry scripts
-importable from tests; every test starts from the same random state; the
-slowest files first and the tests of a shared fixture together, so the two
-xdist workers finish together."""
+importable from tests; every test starts from the same random state and sees
+hardware without native bfloat16; the slowest files first and the tests of a
+shared fixture together, so the two xdist workers finish together."""
 
 import os
 import sys
@@ -14,6 +14,8 @@ if REPO_ROOT not in sys.path:
 import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from tf_realnvp.config import hardware  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Two logical CPUs, '/cpu:0' and '/cpu:1', so a test can compare a
 # MirroredStrategy over two replicas with one device in this process. It must
@@ -92,3 +94,16 @@ def same_random_state():
   way in any order.
   """
   keras.utils.set_random_seed(0)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def hardware_without_native_bfloat16():
+  """Every test sees no GPU and a CPU without bfloat16 flags (an empty
+  cpuinfo), so a run that leaves --mixed_precision unset trains in float32
+  on any machine, as the tests were written for. Session-wide, so that the
+  runs module fixtures train see it too; a test of other hardware patches
+  the same names itself. (What TensorFlow itself sees is untouched.)"""
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(hardware, 'gpu_details', list)
+    patch.setattr(hardware, 'CPU_INFO', os.devnull)
+    yield

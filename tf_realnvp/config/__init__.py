@@ -4,6 +4,8 @@
     presets.py     the defaults that depend on the data and the flow, and
                    the paper's presets, as tables with their sources
     checks.py      the checks of the settings, each a one-line ConfigError
+    hardware.py    whether the devices compute bfloat16 natively (the
+                   default precision)
     experiment.py  resolve(config) -> Experiment: every setting checked and
                    completed, the dataset described once, the flow factory
     run_dir.py     the run directory: its lock and its checkpoints

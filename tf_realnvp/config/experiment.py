@@ -2,10 +2,10 @@
 
 `train.py` and `evaluate.py` hand their `Config` to `resolve` before any
 data is read; it checks every setting, fills in the defaults that depend on
-the dataset and the flow, and returns an `Experiment`: the completed config,
-the dataset (its `data.Source`, described once here), the figure the run
-reports, the flow factory and the batches. Nothing downstream asks "is
-this an image dataset?" again, nor opens the dataset to ask.
+the dataset, the flow and the hardware, and returns an `Experiment`: the
+completed config, the dataset (its `data.Source`, described once here), the
+figure the run reports, the flow factory and the batches. Nothing downstream
+asks "is this an image dataset?" again, nor opens the dataset to ask.
 """
 
 import dataclasses
@@ -16,6 +16,7 @@ import os
 from tf_realnvp import data as data_lib
 from tf_realnvp import flows
 from tf_realnvp.config import checks
+from tf_realnvp.config import hardware
 from tf_realnvp.config import presets
 from tf_realnvp.config import settings as config_lib
 from tf_realnvp.config.settings import ConfigError
@@ -39,6 +40,13 @@ class Experiment:
     if self.data.is_image:
       return objective.nats_to_bits_per_dim(mean_nll, self.data.event_shape)
     return mean_nll
+
+  def hardware_chooses_precision(self):
+    """Whether the hardware decides --mixed_precision when it is left unset:
+    for images, with a flow whose networks take a dtype (`network_dtype`).
+    2-D data keeps float32, in which its figures are measured."""
+    return self.data.is_image and 'network_dtype' in flows.FLOWS[
+        self.config.flow].settings(self.data.event_shape)
 
   def flow_settings(self):
     """The `make_flow` settings of the config's model."""
@@ -123,7 +131,9 @@ def resolve(config):
   adapts to it. Only settings the user gave can conflict, and such a
   conflict is a `ConfigError`. The run's length decides the recipe's
   defaults (`_fit_recipe`); known from `--epochs`, it is counted from the
-  training split's size (`Experiment.total_steps`).
+  training split's size (`Experiment.total_steps`). The hardware decides
+  an unset `mixed_precision` of an image run: on where it computes bfloat16
+  natively (`hardware.bfloat16_support`), else off.
 
   Raises:
     ConfigError: for a setting that cannot work, with what to do instead.
@@ -160,6 +170,10 @@ def _resolve(config, source=None):
   checks.check_model(resolved, data)
   resolved = dataclasses.replace(resolved,
                                  **_model_defaults(resolved, data.event_shape))
+  if resolved.mixed_precision is None:
+    resolved.mixed_precision = (
+        Experiment(resolved, data).hardware_chooses_precision()
+        and hardware.bfloat16_support().native)
   checks.check_scales_fit(resolved, data)
   checks.check_recipe(resolved)
   resolved = _fit_recipe(Experiment(resolved, data), unset)

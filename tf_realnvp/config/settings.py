@@ -50,7 +50,8 @@ LENGTH_ADAPTED_FIELDS = ('warmup_steps', 'lr_decay')
 # What a field that a run's config.json lacks (written before the field
 # existed) meant then, whatever its default is now.
 ABSENT_FIELD_VALUES = dict(warmup_steps=0, lr_decay='none', lr_decay_floor=0.,
-                           ema_decay=0., batch_norm='none')
+                           ema_decay=0., batch_norm='none',
+                           mixed_precision=False)
 
 
 def _field(default, help_text, flag=True):
@@ -141,9 +142,12 @@ class Config:
       False, 'Class-conditional model of a labelled dataset: every coupling '
       'network sees a learned embedding of the class, and the prior has a '
       'learned mean and scale per class (realnvp, nice, nsf, glow).')
-  mixed_precision: bool = _field(
-      False, 'Run the s/t networks in bfloat16; log-dets stay float32 '
-      '(realnvp, nice, nsf, glow).')
+  mixed_precision: Optional[bool] = _field(
+      None, 'Run the s/t networks in bfloat16; log-dets stay float32 '
+      '(realnvp, nice, nsf, glow) (default: on for image data where the '
+      'hardware computes bfloat16 natively: CPUs with AMX or AVX512-BF16, '
+      'GPUs of compute capability 8.0 or more; off otherwise; '
+      '--mixed_precision=false turns it off).')
 
   # Optimisation (Dinh et al. 2017, Sec. 4.1: Adam, L2 5e-5 on weight scales).
   batch_size: Optional[int] = _field(

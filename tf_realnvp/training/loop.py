@@ -33,6 +33,7 @@ from tf_realnvp import evaluation
 from tf_realnvp import flows
 from tf_realnvp.bijectors.actnorm import initialize_actnorms
 from tf_realnvp.config import experiment as experiment_lib
+from tf_realnvp.config import hardware
 from tf_realnvp.config import run_dir
 from tf_realnvp.flows import objective
 from tf_realnvp.training import optimizers
@@ -93,7 +94,8 @@ def train_and_evaluate(experiment, devices=None):
   on one machine SIGTERM and Ctrl-C save a checkpoint after the step in
   progress and raise `TrainingInterrupted`. The chief holds the model
   directory's lock for the whole run; `config.restart` deletes its
-  checkpoints first.
+  checkpoints first. Its first line says the precision where the hardware
+  chose it (`_report_precision`).
 
   Args:
     experiment: a `tf_realnvp.experiment.Experiment` (`experiment.resolve`).
@@ -135,8 +137,30 @@ def train_and_evaluate(experiment, devices=None):
       run_dir.remove_checkpoints(
           os.path.join(config.model_dir, 'checkpoints'))
     experiment, planned_steps = _resumed(experiment)
+    _report_precision(experiment)
     return Training(experiment, strategy, config.model_dir, stop,
                     planned_steps).run()
+
+
+def _report_precision(experiment):
+  """Where the hardware chose the run's precision (an image run that leaves
+  --mixed_precision unset), says which and why in the run's first line; where
+  the user asked for bfloat16 on hardware that emulates it, warns that it
+  will be slow."""
+  config = experiment.config
+  if 'mixed_precision' not in config.given_fields():
+    if experiment.hardware_chooses_precision():
+      reason = hardware.bfloat16_support().reason
+      print(f'precision: mixed_bfloat16 ({reason}; --mixed_precision=false '
+            'for float32)' if config.mixed_precision else
+            f'precision: float32 ({reason}; bfloat16 would be emulated)',
+            flush=True)
+  elif config.mixed_precision:
+    support = hardware.bfloat16_support()
+    if not support.native:
+      logging.warning('--mixed_precision=true: bfloat16 is emulated on this '
+                      'hardware (%s) and will be slow; --mixed_precision=false '
+                      'for float32.', support.reason)
 
 
 def _resumed(experiment):
