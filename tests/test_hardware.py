@@ -161,7 +161,7 @@ def test_bfloat16_asked_on_emulating_hardware_trains_with_a_warning(
   warnings = [record.getMessage() for record in caplog.records
               if 'mixed_precision' in record.getMessage()]
   assert warnings == [
-      f'--mixed_precision=true: bfloat16 is emulated on this hardware '
+      f'mixed_precision: bfloat16 is emulated on this hardware '
       f'({EMULATING_CPU}) and will be slow; --mixed_precision=false for '
       'float32.']
   saved = json.loads((tmp_path / 'run' / 'config.json').read_text())
@@ -183,8 +183,9 @@ def float32_run(tmp_path_factory):
 def test_a_run_recorded_before_the_default_evaluates_and_resumes(
     tmp_path, capsys, float32_run, native_cpu, recorded):
   """Its config.json says float32 (or lacks the field, written before it
-  existed); resumed where bfloat16 is native, it goes on in bfloat16, as
-  the command's default says (a resumed run may change precision)."""
+  existed); resumed where bfloat16 is native, it goes on in float32, the
+  precision it started in, and its first line says so. Given, the flag
+  changes it."""
   model_dir = tmp_path / 'run'
   shutil.copytree(float32_run, model_dir)
   path = model_dir / 'config.json'
@@ -197,5 +198,9 @@ def test_a_run_recorded_before_the_default_evaluates_and_resumes(
   with tfds.testing.mock_data(num_examples=16):
     assert evaluation.evaluate(str(model_dir), eval_batches=1)['step'] == 1
   lines = train(dict(IMAGES, train_steps=2, model_dir=str(model_dir)), capsys)
-  assert lines[0].startswith('precision: mixed_bfloat16')
+  assert lines[0] == (f'precision: float32 (the run in this directory started '
+                      f'in it; {NATIVE_CPU})')
+  assert json.loads(path.read_text())['mixed_precision'] is False
+  train(dict(IMAGES, train_steps=3, mixed_precision=True,
+             model_dir=str(model_dir)), capsys)
   assert json.loads(path.read_text())['mixed_precision'] is True

@@ -15,10 +15,10 @@ from tf_realnvp.config.settings import ABSENT_FIELD_VALUES
 from tf_realnvp.config.settings import Config
 from tf_realnvp.config.settings import ConfigError
 from tf_realnvp.config.settings import flag_fields
-from tf_realnvp.config.settings import LENGTH_ADAPTED_FIELDS
+from tf_realnvp.config.settings import ADAPTIVE_DEFAULT_FIELDS
 from tf_realnvp.config.settings import RESUME_FIELDS
 
 __all__ = [
     'ABSENT_FIELD_VALUES', 'Config', 'ConfigError', 'flag_fields',
-    'LENGTH_ADAPTED_FIELDS', 'RESUME_FIELDS',
+    'ADAPTIVE_DEFAULT_FIELDS', 'RESUME_FIELDS',
 ]

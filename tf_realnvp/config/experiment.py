@@ -185,8 +185,8 @@ def resumed(experiment, saved):
   on disk, whose config.json is `saved` (`Config.load`), and the length that
   run was planned for.
 
-  The settings the command leaves to defaults whose defaults adapt to the
-  run's length (`LENGTH_ADAPTED_FIELDS`) keep the run's values; the run's
+  The settings the command leaves to defaults that adapt to the run's length
+  or the hardware (`ADAPTIVE_DEFAULT_FIELDS`) keep the run's values; the run's
   `lr_plan` carries over. The length may change (train further; with a
   decay the rest of the schedule is re-planned when training resumes).
 
@@ -198,7 +198,7 @@ def resumed(experiment, saved):
   config = experiment.config
   given = set(config.given_fields())
   kept = {name: getattr(saved, name)
-          for name in config_lib.LENGTH_ADAPTED_FIELDS if name not in given}
+          for name in config_lib.ADAPTIVE_DEFAULT_FIELDS if name not in given}
   given |= set(saved.given_fields()) & set(kept)
   config = dataclasses.replace(config, lr_plan=saved.lr_plan,
                                given=tuple(given), **kept)

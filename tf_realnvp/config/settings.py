@@ -44,9 +44,10 @@ RESUME_FIELDS = (
 # The length of a run (train_steps, epochs) is not among them: a resumed run
 # may train further, and a decaying learning rate is then re-planned
 # (`training.optimizers`).
-# Recipe fields whose defaults adapt to the run's length: a resumed run keeps
-# its own values of those the command does not give.
-LENGTH_ADAPTED_FIELDS = ('warmup_steps', 'lr_decay')
+# Fields whose defaults adapt, to the run's length (the recipe's warmup and
+# decay) or to the hardware (mixed_precision): a resumed run keeps its own
+# values of those the command does not give.
+ADAPTIVE_DEFAULT_FIELDS = ('warmup_steps', 'lr_decay', 'mixed_precision')
 # What a field that a run's config.json lacks (written before the field
 # existed) meant then, whatever its default is now.
 ABSENT_FIELD_VALUES = dict(warmup_steps=0, lr_decay='none', lr_decay_floor=0.,

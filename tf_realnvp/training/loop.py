@@ -145,22 +145,27 @@ def train_and_evaluate(experiment, devices=None):
 def _report_precision(experiment):
   """Where the hardware chose the run's precision (an image run that leaves
   --mixed_precision unset), says which and why in the run's first line; where
-  the user asked for bfloat16 on hardware that emulates it, warns that it
-  will be slow."""
+  bfloat16 runs on hardware that emulates it, warns that it will be slow.
+
+  A resumed run keeps the precision it started in (`experiment.resumed`),
+  which the line says where this hardware would choose the other.
+  """
   config = experiment.config
-  if 'mixed_precision' not in config.given_fields():
-    if experiment.hardware_chooses_precision():
-      reason = hardware.bfloat16_support().reason
-      print(f'precision: mixed_bfloat16 ({reason}; --mixed_precision=false '
-            'for float32)' if config.mixed_precision else
-            f'precision: float32 ({reason}; bfloat16 would be emulated)',
-            flush=True)
-  elif config.mixed_precision:
-    support = hardware.bfloat16_support()
-    if not support.native:
-      logging.warning('--mixed_precision=true: bfloat16 is emulated on this '
-                      'hardware (%s) and will be slow; --mixed_precision=false '
-                      'for float32.', support.reason)
+  support = hardware.bfloat16_support()
+  if ('mixed_precision' not in config.given_fields()
+      and experiment.hardware_chooses_precision()):
+    if config.mixed_precision != support.native:
+      why = f'the run in this directory started in it; {support.reason}'
+    elif config.mixed_precision:
+      why = f'{support.reason}; --mixed_precision=false for float32'
+    else:
+      why = f'{support.reason}; bfloat16 would be emulated'
+    precision = 'mixed_bfloat16' if config.mixed_precision else 'float32'
+    print(f'precision: {precision} ({why})', flush=True)
+  if config.mixed_precision and not support.native:
+    logging.warning('mixed_precision: bfloat16 is emulated on this '
+                    'hardware (%s) and will be slow; --mixed_precision=false '
+                    'for float32.', support.reason)
 
 
 def _resumed(experiment):
