@@ -57,21 +57,35 @@ def pytest_configure(config):
 @pytest.hookimpl(tryfirst=True)  # Before xdist reads the groups.
 def pytest_collection_modifyitems(items):
   """Orders the tests slowest files first (a file's tests keep their order)
-  and puts the tests that share a module- or class-scoped fixture of their
-  file in one xdist group, so that the fixture is computed once."""
+  and puts the tests that share module- or class-scoped fixtures of their
+  file in one xdist group, so that each fixture is computed once."""
   def rank(item):
     name = os.path.basename(str(item.path))
     return (SLOWEST_FILES.index(name) if name in SLOWEST_FILES
             else len(SLOWEST_FILES))
   items.sort(key=rank)
+  # Tests are linked by each fixture they share; a group is a connected set
+  # (a test of fixtures `a` and `b` joins those of `a` alone to those of `b`
+  # alone), so no fixture is computed on both workers.
+  group = {}
+
+  def root(fixture):
+    while group.setdefault(fixture, fixture) != fixture:
+      fixture = group[fixture]
+    return fixture
+
+  fixtures = {}
   for item in items:
-    shared = sorted(
+    fixtures[item] = [
         f'{os.path.basename(str(item.path))}::{name}'
         for name, definitions in item._fixtureinfo.name2fixturedefs.items()
         if definitions[-1].scope in ('class', 'module')
-        and '.py' in definitions[-1].baseid)  # Defined in a test file.
-    if shared:
-      item.add_marker(pytest.mark.xdist_group('+'.join(shared)))
+        and '.py' in definitions[-1].baseid]  # Defined in a test file.
+    for fixture in fixtures[item][1:]:
+      group[root(fixture)] = root(fixtures[item][0])
+  for item in items:
+    if fixtures[item]:
+      item.add_marker(pytest.mark.xdist_group(root(fixtures[item][0])))
 
 
 @pytest.fixture(scope='session')
