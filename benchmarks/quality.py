@@ -22,7 +22,9 @@ batches, with its own model, loss, weight decay and clipping.
 
 Each run also records its median seconds per training step (measured during
 training, evaluation excluded), so the report gives test bits/dim both at
-equal steps and at equal wall-clock time. Runs are cached in `--out_dir` by
+equal steps and at equal wall-clock time, and the time each configuration
+takes to reach the bits/dim the reference (or the first configuration)
+ends with. Runs are cached in `--out_dir` by
 configuration, seed and settings: adding a configuration reruns nothing else.
 Writes `quality.json` and `quality.md`.
 """
@@ -66,6 +68,9 @@ CONFIGS = {
                                skip_outputs=True)),
     'warmup_cosine': dict(warmup_steps=20, lr_decay='cosine'),
     'ema': dict(ema_decay=0.99),
+    # bfloat16 s/t networks; log-dets, the stem, residual stream and head
+    # stay float32 (tf_realnvp.networks).
+    'mixed_bfloat16': dict(network_dtype='mixed_bfloat16'),
 }
 REFERENCE = 'reference'
 
@@ -239,6 +244,26 @@ def at_time(run, seconds):
   return run['bits_per_dim'][reached[-1]] if reached else None
 
 
+def time_to_reach(run, target):
+  """Seconds `run` takes to reach test bits/dim `target`, or None if it
+  does not within its steps.
+
+  The step is interpolated linearly between the last evaluation above
+  `target` and the first at or below it (from the first evaluation if that
+  one is already below), then priced at the run's seconds per step.
+  """
+  previous_step, previous_value = None, None
+  for step in sorted(run['bits_per_dim']):
+    value = run['bits_per_dim'][step]
+    if value <= target:
+      if previous_step is not None:
+        step = previous_step + (step - previous_step) * (
+            (previous_value - target) / (previous_value - value))
+      return step * run['seconds_per_step']
+    previous_step, previous_value = step, value
+  return None
+
+
 def mean_spread(values):
   values = [v for v in values if v is not None]
   if not values:
@@ -280,7 +305,32 @@ def markdown(runs, seeds):
     lines.append(f'| {name} | ' + ' | '.join(
         mean_spread([at_time(run, t) for run, t in zip(runs[name], seed_times)])
         for seed_times in times) + ' |')
-  return '\n'.join(lines) + '\n'
+  return '\n'.join(lines + time_to_quality(runs, pace_name)) + '\n'
+
+
+def time_to_quality(runs, pace_name):
+  """Table lines: the seconds each configuration takes to reach the test
+  bits/dim `pace_name` ends with (each seed its own run's), and the ratio to
+  `pace_name`'s own time."""
+  last = settings()['eval_at'][-1]
+  targets = [run['bits_per_dim'][last] for run in runs[pace_name]]
+  pace_seconds = [time_to_reach(run, target)
+                  for run, target in zip(runs[pace_name], targets)]
+  lines = ['', f'Time to quality: the seconds each run takes to reach the '
+           f'test bits/dim `{pace_name}` reaches at step {last} (each seed its '
+           f"own; interpolated between evaluations), and the ratio to "
+           f"`{pace_name}`'s own time:", '',
+           '| configuration | seconds | ratio | seeds that reach it |',
+           '|---|---|---|---|']
+  for name, by_seed in runs.items():
+    seconds = [time_to_reach(run, target)
+               for run, target in zip(by_seed, targets)]
+    ratios = [s / p if s is not None else None
+              for s, p in zip(seconds, pace_seconds)]
+    reached = sum(s is not None for s in seconds)
+    lines.append(f'| {name} | {mean_spread(seconds)} | '
+                 f'{mean_spread(ratios)} | {reached} of {len(seconds)} |')
+  return lines
 
 
 def main(argv):

@@ -13,6 +13,7 @@ import tensorflow as tf
 from benchmarks import flops
 from benchmarks import models
 from benchmarks import photo_patches
+from benchmarks import quality
 import tf_realnvp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,11 +22,14 @@ PHASES = ('sample', 'log_prob', 'train')
 
 @pytest.fixture(scope='module')
 def report(tmp_path_factory):
-  """The JSON and Markdown of one quick run: both flows, mixed precision."""
+  """The JSON and Markdown of one quick run: both flows, mixed precision,
+  the one-scale smoke model and a one-level Glow (a quarter of the quick
+  run's variables to trace)."""
   out_dir = tmp_path_factory.mktemp('benchmark')
   subprocess.run(
       [sys.executable, '-m', 'benchmarks.benchmark', '--quick',
-       '--precisions=mixed_bfloat16', '--xla=false', f'--out_dir={out_dir}'],
+       '--models=micro', '--glow_blocks=1', '--precisions=mixed_bfloat16',
+       '--xla=false', f'--out_dir={out_dir}'],
       cwd=ROOT, check=True, capture_output=True, timeout=600)
   with open(out_dir / 'benchmark.json') as f:
     result = json.load(f)
@@ -62,7 +66,7 @@ def test_ceiling_and_every_timing_are_finite_and_positive(report):
       for key in ('images', 'seconds', 'images_per_s', 'flops_per_image',
                   'share_of_ceiling', 'peak_rss_mib'):
         assert _is_positive_number(figures[key]), (phase, key)
-      # CPU allocator stats skip small tensors: the tiny model may read 0.
+      # CPU allocator stats skip small tensors: the micro model may read 0.
       assert math.isfinite(figures['peak_tensor_mib'])
       assert figures['peak_tensor_mib'] >= 0
       assert figures['compile_s'] >= 0
@@ -77,14 +81,14 @@ def test_glow_is_sized_like_realnvp(report):
   assert 0.75 < glow['parameters'] / realnvp['parameters'] < 1.25
   assert set(glow['architecture']) == {
       'num_glow_blocks', 'num_steps_per_block', 'num_hidden'}
-  assert 'tiny: RealNVP / Glow, mixed_bfloat16, XLA off' in result['ratios']
+  assert 'micro: RealNVP / Glow, mixed_bfloat16, XLA off' in result['ratios']
 
 
 def test_markdown_has_one_row_per_setting(report):
   result, markdown = report
-  rows = [line for line in markdown.splitlines() if line.startswith('| tiny ')]
+  rows = [line for line in markdown.splitlines() if line.startswith('| micro ')]
   assert len(rows) == len(result['results'])
-  assert '| tiny | glow |' in rows[1]
+  assert '| micro | glow |' in rows[1]
 
 
 def test_glow_parameter_formula_matches_built_glow():
@@ -208,6 +212,9 @@ def test_quality_trains_configurations_on_the_same_batches_and_caches(
   table = (tmp_path / 'quality.md').read_text()
   mean = np.mean([run['bits_per_dim']['2'] for run in runs])
   assert f'{mean:.3f} ± ' in table and 'equal wall-clock time' in table
+  # Alone, the configuration paces itself: it takes its own time.
+  assert '| default | ' in table.split('Time to quality')[1]
+  assert '| 1.000 ± 0.000 | 2 of 2 |' in table
   cached = sorted(os.listdir(tmp_path / 'cache'))
   assert len(cached) == 2
   subprocess.run(command, cwd=ROOT, check=True, capture_output=True,
@@ -215,3 +222,11 @@ def test_quality_trains_configurations_on_the_same_batches_and_caches(
   with open(tmp_path / 'quality.json') as f:
     assert json.load(f)['runs']['default'] == runs
   assert sorted(os.listdir(tmp_path / 'cache')) == cached
+
+
+def test_time_to_reach_interpolates_between_evaluations():
+  run = dict(bits_per_dim={50: 5.0, 100: 4.5, 200: 4.0}, seconds_per_step=0.5)
+  # 4.25 is halfway from step 100 to 200: step 150, 75 s.
+  assert quality.time_to_reach(run, 4.25) == pytest.approx(75.)
+  assert quality.time_to_reach(run, 6.) == pytest.approx(25.)  # At step 50.
+  assert quality.time_to_reach(run, 3.9) is None
