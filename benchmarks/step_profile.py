@@ -14,10 +14,11 @@ and its gradient) are counted apart from other elementwise work, and the
 optimizer's ops (the fused Adam kernels and their scalar bookkeeping)
 apart from both.
 
-Op times are summed over the threads that run them: with 2 cores two ops
-may overlap, so the shares are of the summed op time, and the step's wall
-time is printed beside them. Writes `step_profile.json` and `.md` to
-`--out_dir`.
+By default the ops run one at a time (`--inter_op_threads=1`), each on all
+cores (TensorFlow's intra-op pool), so that an op's time is its own and not
+inflated by another running beside it: the op times then add up to the
+step's, and what is left (`between ops`) is the executor's own time. Writes
+`step_profile.json` and `.md` to `--out_dir`.
 """
 
 import collections
@@ -44,6 +45,9 @@ flags.DEFINE_list('precisions', list(models.PRECISIONS), 'Precisions to profile.
 flags.DEFINE_integer('image_size', 32, 'Side of the square RGB images.')
 flags.DEFINE_integer('batch_size', 16, 'Images per train step.')
 flags.DEFINE_integer('steps', 5, 'Profiled steps (after two warm-up steps).')
+flags.DEFINE_integer('inter_op_threads', 1,
+                     'Ops run at once (0: TensorFlow\'s default, which lets '
+                     'op times overlap).')
 flags.DEFINE_string('out_dir', 'step_profile_results', 'Where to write.')
 
 # Kinds in the order the report lists them; `kind` assigns each op one.
@@ -118,8 +122,17 @@ def profile(precision):
   for (name, op_type), seconds in op_times(trace_dir).items():
     by_kind[kind(name, op_type)] += seconds / FLAGS.steps
     by_type[op_type] += seconds / FLAGS.steps
+  # Every convolution, forward and both gradients (flops.py's hand count).
+  convolution_flops = 3 * FLAGS.batch_size * flow.forward_flops
+  convolution_s = sum(by_kind[k] for k in KINDS if 'convolutions' in k)
+  ceiling = hardware.matmul_flops_per_second(
+      'float32' if precision == 'float32' else 'bfloat16', 4096)
   return dict(wall_s=wall, op_s=sum(by_kind.values()),
               kinds={k: by_kind[k] for k in KINDS},
+              ceiling_flops_per_s=ceiling,
+              convolutions_share_of_ceiling=(
+                  convolution_flops / convolution_s / ceiling),
+              step_share_of_ceiling=convolution_flops / wall / ceiling,
               top_op_types=dict(by_type.most_common(12)))
 
 
@@ -128,21 +141,36 @@ def markdown(results):
            + ' |', '|---|' + '---|---|' * len(results)]
   for name in KINDS:
     lines.append(f'| {name} | ' + ' | '.join(
-        f'{1e3 * r["kinds"][name]:.0f} | {r["kinds"][name] / r["op_s"]:.0%}'
+        f'{1e3 * r["kinds"][name]:.0f} | {r["kinds"][name] / r["wall_s"]:.0%}'
         for r in results.values()) + ' |')
-  lines.append('| all ops (summed over threads) | ' + ' | '.join(
-      f'{1e3 * r["op_s"]:.0f} | 100%' for r in results.values()) + ' |')
-  lines.append('| step, wall clock | ' + ' | '.join(
-      f'{1e3 * r["wall_s"]:.0f} | ' for r in results.values()) + ' |')
+  lines.append('| between ops | ' + ' | '.join(
+      f'{1e3 * (r["wall_s"] - r["op_s"]):.0f} | '
+      f'{(r["wall_s"] - r["op_s"]) / r["wall_s"]:.0%}'
+      for r in results.values()) + ' |')
+  lines.append('| step (wall clock) | ' + ' | '.join(
+      f'{1e3 * r["wall_s"]:.0f} | 100%' for r in results.values()) + ' |')
+  lines += ['', '| | ' + ' | '.join(results) + ' |',
+            '|---|' + '---|' * len(results),
+            '| matmul rate (GFLOP/s) | ' + ' | '.join(
+                f'{r["ceiling_flops_per_s"] / 1e9:.0f}'
+                for r in results.values()) + ' |',
+            '| convolutions alone, share of it | ' + ' | '.join(
+                f'{r["convolutions_share_of_ceiling"]:.0%}'
+                for r in results.values()) + ' |',
+            '| whole step, share of it | ' + ' | '.join(
+                f'{r["step_share_of_ceiling"]:.0%}'
+                for r in results.values()) + ' |']
   return '\n'.join(lines) + '\n'
 
 
 def main(argv):
   del argv
+  tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
   results = {p: profile(p) for p in FLAGS.precisions}
   os.makedirs(FLAGS.out_dir, exist_ok=True)
   with open(os.path.join(FLAGS.out_dir, 'step_profile.json'), 'w') as f:
     json.dump(dict(model=FLAGS.model, batch_size=FLAGS.batch_size,
+                   inter_op_threads=FLAGS.inter_op_threads,
                    machine=hardware.description(), results=results), f,
               indent=2)
   text = markdown(results)
