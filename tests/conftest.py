@@ -41,6 +41,7 @@ SLOWEST_FILES = (
     'test_conditional.py',
     'test_scoring.py',
     'test_first_tweaks.py',
+    'test_hardware.py',
     'test_datasets.py',
     'test_flows.py',
     'test_console.py',

@@ -5,11 +5,8 @@ the learning-rate schedule and the averaged weights."""
 import dataclasses
 import json
 import os
-import re
 import shutil
 import signal
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -27,7 +24,6 @@ from tf_realnvp.config import presets
 from tf_realnvp.training import optimizers
 from tf_realnvp.training import strategies
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # No warmup, decay or averaging, whatever the defaults: tests that change
@@ -76,41 +72,6 @@ def logged_scalars(log_dir, tag):
         if value.tag == tag:
           values[event.step] = float(tf.make_ndarray(value.tensor))
   return values
-
-
-def run_script(args, timeout=300, **kwargs):
-  return subprocess.run(
-      [sys.executable] + args, cwd=REPO_ROOT, capture_output=True, text=True,
-      timeout=timeout, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'), **kwargs)
-
-
-def standard_normal_nll(points):
-  return float(np.mean(0.5 * np.sum(points ** 2, axis=1) + np.log(2 * np.pi)))
-
-
-def test_train_then_evaluate_2d_end_to_end(tmp_path):
-  model_dir = tmp_path / 'moons'
-  train = run_script(['train.py', '--dataset=moons', '--train_steps=100',
-                      f'--model_dir={model_dir}', '--num_coupling_layers=4',
-                      '--hidden_units=32,32', '--eval_every=50'])
-  assert train.returncode == 0, train.stderr[-3000:]
-  assert (model_dir / 'samples' / 'step_100.png').stat().st_size > 1000
-  evaluate = run_script(['evaluate.py', f'--model_dir={model_dir}'])
-  assert evaluate.returncode == 0, evaluate.stderr[-3000:]
-  result = json.loads((model_dir / 'eval.json').read_text())
-  assert result['step'] == 100
-  test_points = data_lib.sample_toy('moons', 10000, seed=1)
-  # The flow starts as the identity, i.e. a standard Normal: training must
-  # have lowered the test NLL well below that.
-  assert result['test_nll_nats'] < standard_normal_nll(test_points) - 0.5
-  printed = float(re.search(r'test_nll_nats=([-0-9.e]+)', train.stdout)[1])
-  assert printed == pytest.approx(result['test_nll_nats'], abs=1e-4)
-  # The export agrees with the restored flow (that it reloads in a process
-  # without tf_realnvp, tests/test_export.py checks for every export).
-  exported = tf.saved_model.load(str(model_dir / 'saved_model'))
-  _, flow, _ = evaluation.restore_flow(str(model_dir))
-  np.testing.assert_allclose(exported.log_prob(test_points[:100]),
-                             flow.log_prob(test_points[:100]), rtol=1e-5)
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
