@@ -264,13 +264,14 @@ def time_to_reach(run, target):
   return None
 
 
-def mean_spread(values):
+def mean_spread(values, digits=3):
   values = [v for v in values if v is not None]
   if not values:
     return '-'
   if len(values) == 1:
-    return f'{values[0]:.3f}'
-  return f'{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}'
+    return f'{values[0]:.{digits}f}'
+  return (f'{np.mean(values):.{digits}f} ± '
+          f'{np.std(values, ddof=1):.{digits}f}')
 
 
 def markdown(runs, seeds):
@@ -328,8 +329,8 @@ def time_to_quality(runs, pace_name):
     ratios = [s / p if s is not None else None
               for s, p in zip(seconds, pace_seconds)]
     reached = sum(s is not None for s in seconds)
-    lines.append(f'| {name} | {mean_spread(seconds)} | '
-                 f'{mean_spread(ratios)} | {reached} of {len(seconds)} |')
+    lines.append(f'| {name} | {mean_spread(seconds, 0)} | '
+                 f'{mean_spread(ratios, 2)} | {reached} of {len(seconds)} |')
   return lines
 
 

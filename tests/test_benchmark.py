@@ -214,7 +214,7 @@ def test_quality_trains_configurations_on_the_same_batches_and_caches(
   assert f'{mean:.3f} ± ' in table and 'equal wall-clock time' in table
   # Alone, the configuration paces itself: it takes its own time.
   assert '| default | ' in table.split('Time to quality')[1]
-  assert '| 1.000 ± 0.000 | 2 of 2 |' in table
+  assert '| 1.00 ± 0.00 | 2 of 2 |' in table
   cached = sorted(os.listdir(tmp_path / 'cache'))
   assert len(cached) == 2
   subprocess.run(command, cwd=ROOT, check=True, capture_output=True,
