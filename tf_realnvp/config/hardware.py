@@ -1,9 +1,10 @@
 """Whether the devices a run trains on compute bfloat16 natively.
 
-On those, training in mixed bfloat16 runs 1.5-2.8x faster than in float32
-(BENCHMARKS.md: 1.55x with AVX512-BF16, 2.3-2.8x with AMX) and learns as
-well, so `resolve` makes it the default of image runs there; elsewhere
-bfloat16 is emulated, and slow.
+On those, training in mixed bfloat16 runs 1.6-2.8x faster than in float32
+(BENCHMARKS.md: 1.64x with AVX512-BF16, 2.3-2.8x with AMX) and learns as
+well per step (within the seeds' spread on real photos), so it reaches a
+given bits/dim sooner, and `resolve` makes it the default of image runs
+there; elsewhere bfloat16 is emulated, and slow.
 
 The rule: with GPUs (those TensorFlow sees, which a run trains on), every one
 of compute capability 8.0 or more (Ampere and later); without, a CPU whose
