@@ -43,6 +43,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from benchmarks import curves
 from benchmarks import hardware
 from benchmarks import photo_patches
 import tf_realnvp
@@ -237,43 +238,6 @@ def cached_run(name, seed, run):
   return result
 
 
-def at_time(run, seconds):
-  """Test bits/dim at the last evaluation reached within `seconds`, or None."""
-  reached = [step for step in sorted(run['bits_per_dim'])
-             if step * run['seconds_per_step'] <= seconds]
-  return run['bits_per_dim'][reached[-1]] if reached else None
-
-
-def time_to_reach(run, target):
-  """Seconds `run` takes to reach test bits/dim `target`, or None if it
-  does not within its steps.
-
-  The step is interpolated linearly between the last evaluation above
-  `target` and the first at or below it (from the first evaluation if that
-  one is already below), then priced at the run's seconds per step.
-  """
-  previous_step, previous_value = None, None
-  for step in sorted(run['bits_per_dim']):
-    value = run['bits_per_dim'][step]
-    if value <= target:
-      if previous_step is not None:
-        step = previous_step + (step - previous_step) * (
-            (previous_value - target) / (previous_value - value))
-      return step * run['seconds_per_step']
-    previous_step, previous_value = step, value
-  return None
-
-
-def mean_spread(values, digits=3):
-  values = [v for v in values if v is not None]
-  if not values:
-    return '-'
-  if len(values) == 1:
-    return f'{values[0]:.{digits}f}'
-  return (f'{np.mean(values):.{digits}f} ± '
-          f'{np.std(values, ddof=1):.{digits}f}')
-
-
 def markdown(runs, seeds):
   """Tables at equal steps and at the reference's (or first run's) times."""
   eval_at = settings()['eval_at']
@@ -288,7 +252,8 @@ def markdown(runs, seeds):
     lines.append(
         f'| {name} | {by_seed[0]["parameters"]:,} | '
         f'{np.mean([r["seconds_per_step"] for r in by_seed]):.3f} | '
-        + ' | '.join(mean_spread([r['bits_per_dim'][s] for r in by_seed])
+        + ' | '.join(curves.mean_spread([r['bits_per_dim'][s]
+                                         for r in by_seed])
                      for s in eval_at) + ' |')
   pace_name = REFERENCE if REFERENCE in runs else names[0]
   pace = runs[pace_name]
@@ -304,7 +269,8 @@ def markdown(runs, seeds):
             + ' |', '|---|' + '---|' * len(times)]
   for name in names:
     lines.append(f'| {name} | ' + ' | '.join(
-        mean_spread([at_time(run, t) for run, t in zip(runs[name], seed_times)])
+        curves.mean_spread([curves.at_time(run, t)
+                            for run, t in zip(runs[name], seed_times)])
         for seed_times in times) + ' |')
   return '\n'.join(lines + time_to_quality(runs, pace_name)) + '\n'
 
@@ -315,7 +281,7 @@ def time_to_quality(runs, pace_name):
   `pace_name`'s own time."""
   last = settings()['eval_at'][-1]
   targets = [run['bits_per_dim'][last] for run in runs[pace_name]]
-  pace_seconds = [time_to_reach(run, target)
+  pace_seconds = [curves.time_to_reach(run, target)
                   for run, target in zip(runs[pace_name], targets)]
   lines = ['', f'Time to quality: the seconds each run takes to reach the '
            f'test bits/dim `{pace_name}` reaches at step {last} (each seed its '
@@ -324,13 +290,14 @@ def time_to_quality(runs, pace_name):
            '| configuration | seconds | ratio | seeds that reach it |',
            '|---|---|---|---|']
   for name, by_seed in runs.items():
-    seconds = [time_to_reach(run, target)
+    seconds = [curves.time_to_reach(run, target)
                for run, target in zip(by_seed, targets)]
     ratios = [s / p if s is not None else None
               for s, p in zip(seconds, pace_seconds)]
     reached = sum(s is not None for s in seconds)
-    lines.append(f'| {name} | {mean_spread(seconds, 0)} | '
-                 f'{mean_spread(ratios, 2)} | {reached} of {len(seconds)} |')
+    lines.append(f'| {name} | {curves.mean_spread(seconds, 0)} | '
+                 f'{curves.mean_spread(ratios, 2)} | '
+                 f'{reached} of {len(seconds)} |')
   return lines
 
 

@@ -40,8 +40,10 @@ from benchmarks import models
 from tf_realnvp.training import optimizers
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('model', 'cifar10', 'Architecture, from models.ARCHITECTURES.')
-flags.DEFINE_list('precisions', list(models.PRECISIONS), 'Precisions to profile.')
+flags.DEFINE_string('model', 'cifar10',
+                    'Architecture, from models.ARCHITECTURES.')
+flags.DEFINE_list('precisions', list(models.PRECISIONS),
+                  'Precisions to profile.')
 flags.DEFINE_integer('image_size', 32, 'Side of the square RGB images.')
 flags.DEFINE_integer('batch_size', 16, 'Images per train step.')
 flags.DEFINE_integer('steps', 5, 'Profiled steps (after two warm-up steps).')
@@ -58,7 +60,8 @@ KINDS = ('block convolutions', 'stem and head convolutions', 'casts',
 FLOAT32_LAYERS = ('/stem_', '/head_', '/skip')
 # An op inside a weight-normalized layer: `w = g v / ||v||` and its gradient,
 # unless it is the layer's convolution, bias or cast (counted as those).
-WEIGHT_NORM_LAYER = re.compile(r'/(stem|first|second|skip\d+|hidden\d+)(_\d+)?/')
+WEIGHT_NORM_LAYER = re.compile(
+    r'/(stem|first|second|skip\d+|hidden\d+)(_\d+)?/')
 
 
 def kind(name, op_type):

@@ -13,7 +13,7 @@ import tensorflow as tf
 from benchmarks import flops
 from benchmarks import models
 from benchmarks import photo_patches
-from benchmarks import quality
+from benchmarks import curves
 import tf_realnvp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -227,6 +227,6 @@ def test_quality_trains_configurations_on_the_same_batches_and_caches(
 def test_time_to_reach_interpolates_between_evaluations():
   run = dict(bits_per_dim={50: 5.0, 100: 4.5, 200: 4.0}, seconds_per_step=0.5)
   # 4.25 is halfway from step 100 to 200: step 150, 75 s.
-  assert quality.time_to_reach(run, 4.25) == pytest.approx(75.)
-  assert quality.time_to_reach(run, 6.) == pytest.approx(25.)  # At step 50.
-  assert quality.time_to_reach(run, 3.9) is None
+  assert curves.time_to_reach(run, 4.25) == pytest.approx(75.)
+  assert curves.time_to_reach(run, 6.) == pytest.approx(25.)  # At step 50.
+  assert curves.time_to_reach(run, 3.9) is None

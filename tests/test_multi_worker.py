@@ -11,6 +11,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from tf_realnvp import config as config_lib
+from tf_realnvp import training
+from tf_realnvp.config import experiment
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_SCRIPT = """
 import json, sys
@@ -80,9 +84,10 @@ def checkpoint_arrays(model_dir):
 
 def test_two_workers_end_with_the_weights_of_one_process(tmp_path):
   cluster = start_cluster(settings(tmp_path / 'cluster'))
-  single = start(settings(tmp_path / 'single', strategy='one_device'))
-  for process, (_, stderr) in zip(cluster + [single],
-                                  finish(cluster + [single])):
+  # Meanwhile, the same run on one device, in this process.
+  training.train_and_evaluate(experiment.resolve(config_lib.Config(
+      **settings(tmp_path / 'single', strategy='one_device'))))
+  for process, (_, stderr) in zip(cluster, finish(cluster)):
     assert process.returncode == 0, stderr[-3000:]
   expected = checkpoint_arrays(tmp_path / 'single')
   actual = checkpoint_arrays(tmp_path / 'cluster')
