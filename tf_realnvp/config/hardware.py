@@ -87,3 +87,32 @@ def cpu_support(cpuinfo):
 
 def _version(capability):
   return '.'.join(map(str, capability))
+
+
+def precision_messages(experiment):
+  """`(line, warning)` about a run's precision, each a string or None.
+
+  The line, the run's first, where the hardware chose the precision (an
+  image run that leaves --mixed_precision unset): which and why. A resumed
+  run keeps the precision it started in (`experiment.resumed`), which the
+  line says where this hardware would choose the other. The warning, where
+  bfloat16 runs on hardware that emulates it: that it will be slow.
+  """
+  config = experiment.config
+  support = bfloat16_support()
+  line = warning = None
+  if ('mixed_precision' not in config.given_fields()
+      and experiment.hardware_chooses_precision()):
+    if config.mixed_precision != support.native:
+      why = f'the run in this directory started in it; {support.reason}'
+    elif config.mixed_precision:
+      why = f'{support.reason}; --mixed_precision=false for float32'
+    else:
+      why = f'{support.reason}; bfloat16 would be emulated'
+    precision = 'mixed_bfloat16' if config.mixed_precision else 'float32'
+    line = f'precision: {precision} ({why})'
+  if config.mixed_precision and not support.native:
+    warning = (f'mixed_precision: bfloat16 is emulated on this hardware '
+               f'({support.reason}) and will be slow; '
+               '--mixed_precision=false for float32.')
+  return line, warning

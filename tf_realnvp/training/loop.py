@@ -95,7 +95,7 @@ def train_and_evaluate(experiment, devices=None):
   progress and raise `TrainingInterrupted`. The chief holds the model
   directory's lock for the whole run; `config.restart` deletes its
   checkpoints first. Its first line says the precision where the hardware
-  chose it (`_report_precision`).
+  chose it (`config.hardware.precision_messages`).
 
   Args:
     experiment: a `tf_realnvp.experiment.Experiment` (`experiment.resolve`).
@@ -137,35 +137,13 @@ def train_and_evaluate(experiment, devices=None):
       run_dir.remove_checkpoints(
           os.path.join(config.model_dir, 'checkpoints'))
     experiment, planned_steps = _resumed(experiment)
-    _report_precision(experiment)
+    line, warning = hardware.precision_messages(experiment)
+    if line:
+      print(line, flush=True)
+    if warning:
+      logging.warning(warning)
     return Training(experiment, strategy, config.model_dir, stop,
                     planned_steps).run()
-
-
-def _report_precision(experiment):
-  """Where the hardware chose the run's precision (an image run that leaves
-  --mixed_precision unset), says which and why in the run's first line; where
-  bfloat16 runs on hardware that emulates it, warns that it will be slow.
-
-  A resumed run keeps the precision it started in (`experiment.resumed`),
-  which the line says where this hardware would choose the other.
-  """
-  config = experiment.config
-  support = hardware.bfloat16_support()
-  if ('mixed_precision' not in config.given_fields()
-      and experiment.hardware_chooses_precision()):
-    if config.mixed_precision != support.native:
-      why = f'the run in this directory started in it; {support.reason}'
-    elif config.mixed_precision:
-      why = f'{support.reason}; --mixed_precision=false for float32'
-    else:
-      why = f'{support.reason}; bfloat16 would be emulated'
-    precision = 'mixed_bfloat16' if config.mixed_precision else 'float32'
-    print(f'precision: {precision} ({why})', flush=True)
-  if config.mixed_precision and not support.native:
-    logging.warning('mixed_precision: bfloat16 is emulated on this '
-                    'hardware (%s) and will be slow; --mixed_precision=false '
-                    'for float32.', support.reason)
 
 
 def _resumed(experiment):
