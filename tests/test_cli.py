@@ -51,18 +51,25 @@ def run(args, tmp_path, timeout=300, **kwargs):
 ], ids=['dataset', 'num_scales', 'num_scales_too_large', 'hidden_units'])
 def test_a_bad_setting_is_one_line_and_exit_code_2_before_any_data(
     tmp_path, capsys, settings, message):
-  def main(argv):
-    del argv
-    experiment.resolve(config_lib.Config(model_dir=str(tmp_path / 'run'),
-                                         **settings))
-    raise AssertionError('resolved a setting that cannot work')
-  with pytest.raises(SystemExit) as exit_info:
-    console.exit_on_errors(main, {experiment.ConfigError: 2})(['train.py'])
-  assert exit_info.value.code == 2
-  stderr = capsys.readouterr().err
+  config = config_lib.Config(model_dir=str(tmp_path / 'run'), **settings)
+  code, stderr = resolve_as_train_py(config, {experiment.ConfigError: 2},
+                                     capsys)
+  assert code == 2
   assert stderr.startswith('error: ') and message in stderr
   assert stderr.count('\n') == 1, stderr
   assert not (tmp_path / 'run').exists()
+
+
+def resolve_as_train_py(config, errors, capsys):
+  """`(exit code, stderr)` of resolving `config` in a `main` wrapped by
+  `console.exit_on_errors(main, errors)`, as train.py wraps its own."""
+  def main(argv):
+    del argv
+    experiment.resolve(config)
+    raise AssertionError('resolved a setting that cannot work')
+  with pytest.raises(SystemExit) as exit_info:
+    console.exit_on_errors(main, errors)(['train.py'])
+  return exit_info.value.code, capsys.readouterr().err
 
 
 # The same through the scripts themselves, one process for each: absl's
@@ -144,15 +151,15 @@ def test_train_then_evaluate_end_to_end_in_plain_lines(tmp_path):
 
   evaluated = run(['evaluate.py', f'--model_dir={model_dir}'], tmp_path)
   assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-  result = json.loads((model_dir / 'eval.json').read_text())
-  assert result['step'] == 100
+  eval_json = json.loads((model_dir / 'eval.json').read_text())
+  assert eval_json['step'] == 100
   test_points = data_lib.sample_toy('moons', 10000, seed=1)
   # The flow starts as the identity, a standard Normal: training must have
   # lowered the test NLL well below that.
   normal_nll = np.mean(0.5 * np.sum(test_points**2, axis=1) + np.log(2 * np.pi))
-  assert result['test_nll_nats'] < normal_nll - 0.5
+  assert eval_json['test_nll_nats'] < normal_nll - 0.5
   final = float(re.search(r'test_nll_nats=([-0-9.e]+)', printed)[1])
-  assert final == pytest.approx(result['test_nll_nats'], abs=1e-4)
+  assert final == pytest.approx(eval_json['test_nll_nats'], abs=1e-4)
   # The export agrees with the restored flow (that it reloads in a process
   # without tf_realnvp, tests/test_export.py checks for every export).
   exported = tf.saved_model.load(str(model_dir / 'saved_model'))

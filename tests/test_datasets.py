@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tests.test_cli import resolve_as_train_py
 from tf_realnvp import config as config_lib
-from tf_realnvp import console
 from tf_realnvp import data
 from tf_realnvp import evaluation
 from tf_realnvp import training
@@ -273,15 +273,11 @@ def test_a_bad_folder_stops_a_run_with_one_line(tmp_path, capsys):
   """In process, as train.py wraps its `main` (exit code 1 for data that
   cannot be used; test_cli runs train.py itself into that exit code)."""
   os.makedirs(tmp_path / 'empty')
-
-  def main(argv):
-    del argv
-    experiment.resolve(config_lib.Config(
-        dataset=f'folder:{tmp_path / "empty"}', model_dir=str(tmp_path / 'run')))
-  with pytest.raises(SystemExit) as exit_info:
-    console.exit_on_errors(main, {data.DataError: 1})(['train.py'])
-  assert exit_info.value.code == 1
-  stderr = capsys.readouterr().err
+  code, stderr = resolve_as_train_py(
+      config_lib.Config(dataset=f'folder:{tmp_path / "empty"}',
+                        model_dir=str(tmp_path / 'run')),
+      {data.DataError: 1}, capsys)
+  assert code == 1
   assert stderr.startswith('error: ') and 'holds no .png' in stderr
   assert stderr.count('\n') == 1, stderr
   assert not (tmp_path / 'run').exists()
