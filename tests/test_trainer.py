@@ -75,11 +75,12 @@ def logged_scalars(log_dir, tag):
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
+  # Evaluated at the end only: the test compares the weights.
   straight = train(
-      small_config(tmp_path / 'straight', train_steps=40))
-  train(small_config(tmp_path / 'resumed', train_steps=20))
+      small_config(tmp_path / 'straight', train_steps=40, eval_every=40))
+  train(small_config(tmp_path / 'resumed', train_steps=20, eval_every=40))
   resumed = train(
-      small_config(tmp_path / 'resumed', train_steps=40))
+      small_config(tmp_path / 'resumed', train_steps=40, eval_every=40))
   assert straight['step'] == resumed['step'] == 40
   assert_same_weights(flow_weights(tmp_path / 'straight'),
                       flow_weights(tmp_path / 'resumed'))
