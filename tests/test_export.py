@@ -131,50 +131,56 @@ EVENT_SHAPES = {'image': (8, 8, 3), 'vector': (2,)}
 
 
 @pytest.fixture(scope='module')
-def served_elsewhere(tmp_path_factory):
-  """Live flows, their inputs, and what their SavedModels return in ONE
-  process that never imports tf_realnvp (saved_model_cli too on the 2-D
-  flow): {kind: (flow, inputs, arrays, facts)} for 'image', 'vector' and
-  'conditional'."""
+def exported(tmp_path_factory):
+  """Live flows (as the trainer builds them: no run-time argument checks),
+  their inputs, exported: {kind: (flow, inputs, folder, export_dir)} for
+  'image', 'vector' and 'conditional'."""
   keras.utils.set_random_seed(0)
-  cases, jobs = {}, []
-  for kind, event_shape in EVENT_SHAPES.items():
-    flow = perturbed(tf_realnvp.RealNVP(event_shape, num_res_blocks=1,
-                                        num_filters=8, hidden_units=(16,)))
-    low, high = (0., 256.) if kind == 'image' else (-3., 3.)
-    rng = np.random.RandomState(1)
-    inputs = dict(
-        x=rng.uniform(low, high, (5,) + event_shape).astype(np.float32),
-        z=rng.normal(0., 1., (5,) + event_shape).astype(np.float32))
-    cases[kind] = (flow, inputs)
-    # saved_model_cli on the 2-D flow: 3 s; on the image flow 15 s more.
-    jobs.append((kind, 'cli' if kind == 'vector' else 'reload'))
-  flow = perturbed(tf_realnvp.RealNVP((2,), num_coupling_layers=2,
-                                      hidden_units=(8,), num_classes=3,
-                                      conditional_prior=True))
-  cases['conditional'] = (flow, dict(
-      x=np.array([[0.5, -1.], [2., 0.3]], np.float32),
-      labels=np.array([2, 0], np.int32)))
-  jobs.append(('conditional', 'conditional'))
-  work = []
-  for kind, job in jobs:
+  flows = {kind: perturbed(tf_realnvp.RealNVP(
+      event_shape, num_res_blocks=1, num_filters=8, hidden_units=(16,),
+      validate_args=False)) for kind, event_shape in EVENT_SHAPES.items()}
+  flows['conditional'] = perturbed(tf_realnvp.RealNVP(
+      (2,), num_coupling_layers=2, hidden_units=(8,), num_classes=3,
+      conditional_prior=True))
+  cases = {}
+  for kind, flow in flows.items():
+    if kind == 'conditional':
+      inputs = dict(x=np.array([[0.5, -1.], [2., 0.3]], np.float32),
+                    labels=np.array([2, 0], np.int32))
+    else:
+      low, high = (0., 256.) if kind == 'image' else (-3., 3.)
+      rng = np.random.RandomState(1)
+      shape = (5,) + EVENT_SHAPES[kind]
+      inputs = dict(x=rng.uniform(low, high, shape).astype(np.float32),
+                    z=rng.normal(0., 1., shape).astype(np.float32))
     folder = tmp_path_factory.mktemp(kind)
-    flow, inputs = cases[kind]
-    export_dir = saved_model.export_saved_model(flow, str(folder / 'model'))
     for name, array in inputs.items():
       np.save(folder / f'{name}.npy', array)
-    work.append((str(folder), export_dir, job))
+    cases[kind] = (flow, inputs, str(folder), saved_model.export_saved_model(
+        flow, str(folder / 'model')))
+  return cases
+
+
+@pytest.fixture(scope='module')
+def served_elsewhere(exported):
+  """What the SavedModels of `exported` return in ONE process that never
+  imports tf_realnvp (saved_model_cli too on the 2-D flow):
+  {kind: (flow, inputs, arrays, facts)}."""
+  # saved_model_cli on the 2-D flow: 3 s; on the image flow 15 s more.
+  jobs = {'image': 'reload', 'vector': 'cli', 'conditional': 'conditional'}
+  work = [(folder, export_dir, jobs[kind])
+          for kind, (_, _, folder, export_dir) in exported.items()]
   run = subprocess.run([sys.executable, '-c', RELOAD_SCRIPT, json.dumps(work)],
                        capture_output=True, text=True,
                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
   assert run.returncode == 0, run.stderr[-3000:]
   served = {}
-  for (kind, _), (folder, _, job) in zip(jobs, work):
+  for kind, (flow, inputs, folder, _) in exported.items():
     with open(os.path.join(folder, 'facts.json')) as f:
       facts = json.load(f)
-    arrays = (None if job == 'conditional'
+    arrays = (None if kind == 'conditional'
               else dict(np.load(os.path.join(folder, 'arrays.npz'))))
-    served[kind] = cases[kind] + (arrays, facts)
+    served[kind] = (flow, inputs, arrays, facts)
   return served
 
 
@@ -262,17 +268,10 @@ def test_export_replaces_an_older_one(tmp_path):
 
 
 @pytest.fixture(scope='module')
-def reloaded(tmp_path_factory):
-  """Reloaded SavedModels of a tiny image flow and a 2-D flow, by kind."""
-  models = {}
-  for kind, event_shape in (('image', (8, 8, 3)), ('vector', (2,))):
-    flow = perturbed(tf_realnvp.RealNVP(
-        event_shape, num_res_blocks=1, num_filters=8, hidden_units=(16,),
-        validate_args=False))  # As the trainer builds it.
-    path = saved_model.export_saved_model(
-        flow, str(tmp_path_factory.mktemp(kind) / 'model'))
-    models[kind] = tf.saved_model.load(path)
-  return models
+def reloaded(exported):
+  """The reloaded SavedModels of the image and the 2-D flow, by kind."""
+  return {kind: tf.saved_model.load(exported[kind][3])
+          for kind in ('image', 'vector')}
 
 
 @pytest.mark.parametrize('kind', ['image', 'vector'])

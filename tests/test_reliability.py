@@ -32,7 +32,7 @@ STEPS = 400
 
 
 def command(directory, steps=STEPS):
-  return [sys.executable, 'train.py', '--dataset=moons',
+  return [sys.executable, 'train.py', '--dataset=moons', '--flow=realnvp',
           f'--model_dir={directory}', f'--train_steps={steps}',
           '--batch_size=64', '--num_coupling_layers=2', '--hidden_units=16',
           '--checkpoint_every=20', f'--eval_every={steps}', '--eval_batches=1',
