@@ -26,8 +26,8 @@ print(json.dumps(training.train_and_evaluate(experiment.resolve(
 
 
 def settings(model_dir, **overrides):
-  values = dict(dataset='moons', model_dir=str(model_dir), jit=False,
-                batch_size=64, train_steps=6, num_coupling_layers=2,
+  values = dict(dataset='moons', flow='realnvp', model_dir=str(model_dir),
+                jit=False, batch_size=64, train_steps=6, num_coupling_layers=2,
                 hidden_units=[16], eval_every=100000, eval_batches=1,
                 checkpoint_every=100000, export=False,
                 # A constant rate: a resumed run may then train longer.
