@@ -99,10 +99,13 @@ def precision_messages(experiment):
   bfloat16 runs on hardware that emulates it: that it will be slow.
   """
   config = experiment.config
+  chosen = ('mixed_precision' not in config.given_fields()
+            and experiment.hardware_chooses_precision())
+  if not (chosen or config.mixed_precision):
+    return None, None  # float32 as asked, or on 2-D data: nothing to say.
   support = bfloat16_support()
   line = warning = None
-  if ('mixed_precision' not in config.given_fields()
-      and experiment.hardware_chooses_precision()):
+  if chosen:
     if config.mixed_precision != support.native:
       why = f'the run in this directory started in it; {support.reason}'
     elif config.mixed_precision:
