@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from benchmarks import curves
 from benchmarks import flops
 from benchmarks import models
 from benchmarks import photo_patches
-from benchmarks import curves
 import tf_realnvp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -25,7 +25,6 @@ from tf_realnvp.training import optimizers
 from tf_realnvp.training import strategies
 
 
-
 # No warmup, decay or averaging, whatever the defaults: tests that change
 # --train_steps on resume need that, the others ask for a recipe explicitly.
 PLAIN_RECIPE = dict(learning_rate=1e-3, warmup_steps=0, lr_decay='none',
@@ -39,9 +38,8 @@ def small_config(model_dir, **overrides):
   time of the 2-D default's splines (`tests/test_cli.py` trains those)."""
   values = dict(dataset='moons', flow='realnvp', model_dir=str(model_dir),
                 batch_size=64, train_steps=40, num_coupling_layers=4,
-                hidden_units=(32, 32),
-                eval_every=20, checkpoint_every=20, log_every=10,
-                eval_batches=2, export=False, **PLAIN_RECIPE)
+                hidden_units=(32, 32), eval_every=20, checkpoint_every=20,
+                log_every=10, eval_batches=2, export=False, **PLAIN_RECIPE)
   values.update(overrides)
   return config_lib.Config(**values)
 
