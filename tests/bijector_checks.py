@@ -74,13 +74,14 @@ def record_conditioner_calls(couplings):
   return calls
 
 
-def flat_jacobian(bijector, x):
-  """`d vec(f(x)) / d vec(x)` for each event of `x`: `[N, D_out, D_in]`."""
+def flat_jacobian(bijector, x, **kwargs):
+  """`d vec(f(x)) / d vec(x)` for each event of `x`: `[N, D_out, D_in]`;
+  `kwargs` go to `forward`."""
   batch = x.shape[0]
   flat = tf.reshape(x, [batch, -1])
   with tf.GradientTape() as tape:
     tape.watch(flat)
-    y = bijector.forward(tf.reshape(flat, x.shape))
+    y = bijector.forward(tf.reshape(flat, x.shape), **kwargs)
     flat_y = tf.reshape(y, [batch, -1])
   return tape.batch_jacobian(flat_y, flat).numpy()
 

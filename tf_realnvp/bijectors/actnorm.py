@@ -55,7 +55,7 @@ class ActNorm(OwnVariables, tfp.bijectors.Bijector):
   """
 
   def __init__(self, channels, dtype=tf.float32, validate_args=False,
-               name='act_norm'):
+               name='act_norm', variables=None):
     """Builds the bijector as the identity, not yet initialized.
 
     Args:
@@ -63,15 +63,20 @@ class ActNorm(OwnVariables, tfp.bijectors.Bijector):
       dtype: float dtype of the variables and of the inputs.
       validate_args: Python `bool`, whether to check inputs at run time.
       name: name of the bijector.
+      variables: `{'loc', 'log_scale', 'initialized'}` of the bijector this
+        one copies (what `copy()` passes); `None` creates new ones.
     """
     parameters = dict(locals())
     self._channels = int(channels)
     with tf.name_scope(name) as scope:
-      self._loc = tf.Variable(tf.zeros([channels], dtype), name='loc')
-      self._log_scale = tf.Variable(
-          tf.zeros([channels], dtype), name='log_scale')
-      self._initialized = tf.Variable(
-          False, trainable=False, name='initialized')
+      variables = self._own_variables(parameters, lambda: dict(
+          loc=tf.Variable(tf.zeros([channels], dtype), name='loc'),
+          log_scale=tf.Variable(tf.zeros([channels], dtype), name='log_scale'),
+          initialized=tf.Variable(False, trainable=False,
+                                  name='initialized')))
+      self._loc = variables['loc']
+      self._log_scale = variables['log_scale']
+      self._initialized = variables['initialized']
       super().__init__(
           forward_min_event_ndims=1,
           is_constant_jacobian=True,

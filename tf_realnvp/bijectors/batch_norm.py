@@ -132,9 +132,12 @@ class BatchNorm(OwnVariables, OnePassBijector):
 
   _cache = _CacheByStatistics(
       forward_name='_augmented_forward', inverse_name='_augmented_inverse')
+  # Training calls of every instance: a copy's moves the running averages it
+  # shares with the original, whose evaluation results it must invalidate.
+  _training_calls = 0
 
   def __init__(self, channels, momentum=0.9, epsilon=1e-4, dtype=tf.float32,
-               validate_args=False, name='batch_norm'):
+               validate_args=False, name='batch_norm', variables=None):
     """Builds the bijector with running averages 0 and 1.
 
     Args:
@@ -144,6 +147,8 @@ class BatchNorm(OwnVariables, OnePassBijector):
       dtype: float dtype of the running averages and of the inputs.
       validate_args: Python `bool`, whether to check inputs at run time.
       name: name of the bijector.
+      variables: `{'running_mean', 'running_variance'}` of the bijector this
+        one copies (what `copy()` passes); `None` creates new ones.
     """
     parameters = dict(locals())
     if not 0. <= momentum < 1.:
@@ -153,17 +158,19 @@ class BatchNorm(OwnVariables, OnePassBijector):
     self._channels = int(channels)
     self._momentum = float(momentum)
     self._epsilon = float(epsilon)
-    self._statistics_version = 0
     with tf.name_scope(name) as scope:
       # Every replica computes the same update (the moments are all-reduced),
       # so a mirrored variable may take the first replica's.
       running = dict(trainable=False,
                      synchronization=tf.VariableSynchronization.ON_WRITE,
                      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-      self._running_mean = tf.Variable(
-          tf.zeros([channels], dtype), name='running_mean', **running)
-      self._running_variance = tf.Variable(
-          tf.ones([channels], dtype), name='running_variance', **running)
+      variables = self._own_variables(parameters, lambda: dict(
+          running_mean=tf.Variable(tf.zeros([channels], dtype),
+                                   name='running_mean', **running),
+          running_variance=tf.Variable(tf.ones([channels], dtype),
+                                       name='running_variance', **running)))
+      self._running_mean = variables['running_mean']
+      self._running_variance = variables['running_variance']
       super().__init__(
           forward_min_event_ndims=1,
           is_constant_jacobian=False,
@@ -198,8 +205,9 @@ class BatchNorm(OwnVariables, OnePassBijector):
 
   @property
   def statistics_version(self):
-    """Python count of training calls so far (per trace inside a graph)."""
-    return self._statistics_version
+    """Python count of training calls of any `BatchNorm` so far (per trace
+    inside a graph)."""
+    return BatchNorm._training_calls
 
   def _check_channels(self, x):
     if x.shape[-1] is not None and x.shape[-1] != self._channels:
@@ -244,7 +252,7 @@ class BatchNorm(OwnVariables, OnePassBijector):
                         running_variance)
     self._running_mean.assign(tf.stop_gradient(mean))
     self._running_variance.assign(tf.stop_gradient(variance))
-    self._statistics_version += 1
+    BatchNorm._training_calls += 1
     return mean, variance
 
   def _log_scale(self, variance):

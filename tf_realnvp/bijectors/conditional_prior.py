@@ -32,7 +32,7 @@ class ConditionalPrior(OwnVariables, OnePassBijector):
   """
 
   def __init__(self, event_shape, context, dtype=tf.float32,
-               validate_args=False, name='conditional_prior'):
+               validate_args=False, name='conditional_prior', variables=None):
     """Builds the prior.
 
     Args:
@@ -41,15 +41,20 @@ class ConditionalPrior(OwnVariables, OnePassBijector):
       dtype: float dtype of the latent.
       validate_args: whether to check the context's labels at run time.
       name: name of the bijector.
+      variables: `{'kernel', 'bias'}` of the bijector this one copies (what
+        `copy()` passes); `None` creates new ones.
     """
     parameters = dict(locals())
     self._event_shape = tf.TensorShape(event_shape)
     self._context = context
     size = int(np.prod(event_shape))
     with tf.name_scope(name) as name:
-      self.kernel = tf.Variable(
-          tf.zeros([context.features, 2 * size], dtype), name='kernel')
-      self.bias = tf.Variable(tf.zeros([2 * size], dtype), name='bias')
+      variables = self._own_variables(parameters, lambda: dict(
+          kernel=tf.Variable(tf.zeros([context.features, 2 * size], dtype),
+                             name='kernel'),
+          bias=tf.Variable(tf.zeros([2 * size], dtype), name='bias')))
+      self.kernel = variables['kernel']
+      self.bias = variables['bias']
       super().__init__(
           forward_min_event_ndims=self._event_shape.rank,
           validate_args=validate_args, parameters=parameters, dtype=dtype,

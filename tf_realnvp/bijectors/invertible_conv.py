@@ -51,7 +51,7 @@ class InvertibleConv1x1(OwnVariables, tfp.bijectors.Bijector):
   """
 
   def __init__(self, channels, seed=None, dtype=tf.float32,
-               validate_args=False, name='invertible_conv1x1'):
+               validate_args=False, name='invertible_conv1x1', variables=None):
     """Builds the layer from a random orthogonal matrix.
 
     Args:
@@ -62,21 +62,16 @@ class InvertibleConv1x1(OwnVariables, tfp.bijectors.Bijector):
       dtype: float dtype of the weights and of the inputs.
       validate_args: Python `bool`, whether to check inputs at run time.
       name: name of the bijector.
+      variables: `{'lower_upper', 'sign', 'permutation'}` of the bijector
+        this one copies (what `copy()` passes); `None` creates new ones.
     """
     parameters = dict(locals())
-    rng = np.random if seed is None else np.random.default_rng(seed)
-    gaussian = rng.standard_normal((channels, channels))
-    orthogonal, _ = np.linalg.qr(gaussian)
-    lower_upper, permutation = tf.linalg.lu(tf.constant(orthogonal, dtype))
-    diagonal = tf.linalg.diag_part(lower_upper)
     with tf.name_scope(name) as scope:
-      self._lower_upper = tf.Variable(
-          tf.linalg.set_diag(lower_upper, tf.math.log(tf.abs(diagonal))),
-          name='lower_upper')
-      self._sign = tf.Variable(
-          tf.sign(diagonal), trainable=False, name='diagonal_sign')
-      self._permutation = tf.Variable(
-          permutation, trainable=False, name='permutation')
+      variables = self._own_variables(
+          parameters, lambda: _orthogonal_lu(channels, seed, dtype))
+      self._lower_upper = variables['lower_upper']
+      self._sign = variables['sign']
+      self._permutation = variables['permutation']
       self._matvec_lu = tfp.bijectors.ScaleMatvecLU(
           tfp.util.DeferredTensor(self._lower_upper, self._with_signed_scale),
           self._permutation, validate_args=validate_args)
@@ -116,3 +111,19 @@ class InvertibleConv1x1(OwnVariables, tfp.bijectors.Bijector):
 
   def _inverse_log_det_jacobian(self, y):
     return -self._log_abs_det()
+
+
+def _orthogonal_lu(channels, seed, dtype):
+  """The variables of a random orthogonal `W`'s factors (class docstring)."""
+  rng = np.random if seed is None else np.random.default_rng(seed)
+  orthogonal, _ = np.linalg.qr(rng.standard_normal((channels, channels)))
+  lower_upper, permutation = tf.linalg.lu(tf.constant(orthogonal, dtype))
+  diagonal = tf.linalg.diag_part(lower_upper)
+  return dict(
+      lower_upper=tf.Variable(
+          tf.linalg.set_diag(lower_upper, tf.math.log(tf.abs(diagonal))),
+          name='lower_upper'),
+      sign=tf.Variable(tf.sign(diagonal), trainable=False,
+                       name='diagonal_sign'),
+      permutation=tf.Variable(permutation, trainable=False,
+                              name='permutation'))

@@ -15,9 +15,13 @@ class LogitPreprocessing(tfb.Bijector):
       forward:  z = logit(p),  p = a + (1 - 2a) x / L
       inverse:  x = L (sigmoid(z) - a) / (1 - 2a)
       log|dz/dx| = log((1 - 2a) / L) - log(p) - log(1 - p)
+      log|dx/dz| = log(L / (1 - 2a)) - softplus(-z) - softplus(z)
 
-  (blog post, eq. 15-16). `alpha` keeps `p` away from 0 and 1, where the logit
-  diverges. Applied to dequantized pixels `x = k + u`, `u ~ U[0, 1)`, the
+  (blog post, eq. 15-16). `alpha` keeps `p` away from 0 and 1, where the
+  logit diverges. Each log-det is computed from its own direction's input,
+  so the inverse's is finite for every real `z`, also where float32 rounds
+  `x` onto the edge of the support (`|z|` of 17 and more), which samples of
+  a flow can reach. Applied to dequantized pixels `x = k + u`, `u ~ U[0, 1)`, the
   flow's density is over `[0, L)^D` in pixel units, so `-log p(x) / (D ln 2)`
   is bits/dim of the discrete data.
 
@@ -79,6 +83,9 @@ class LogitPreprocessing(tfb.Bijector):
   def _forward_log_det_jacobian(self, x):
     with tf.control_dependencies(self._assert_in_range(x)):
       return self._sigmoid.inverse_log_det_jacobian(x, event_ndims=0)
+
+  def _inverse_log_det_jacobian(self, z):
+    return self._sigmoid.forward_log_det_jacobian(z, event_ndims=0)
 
   def _assert_in_range(self, x):
     """Checks `x` lies in the support `(low, high)`, where the logit is defined.

@@ -2,6 +2,7 @@
 
 import numpy as np
 import tensorflow as tf
+from tensorflow_probability.python.internal import prefer_static as ps
 
 from tf_realnvp.bijectors.coupling import Coupling
 
@@ -115,12 +116,17 @@ class SplineCoupling(Coupling):
     k, m = self._bins, self.MINIMUM
     span = 2. * self._bound - k * m
 
-    def knots(sizes):
+    def knots(logits):
+      # Softmax over rows of a matrix: TF 2.21's oneDNN CPU kernel takes
+      # rank 5 at most, and `logits` has rank batch + event + 1.
+      sizes = tf.reshape(tf.nn.softmax(tf.reshape(logits, [-1, k])),
+                         ps.shape(logits))
       return tf.concat([tf.zeros_like(sizes[..., :1]),
-                        tf.cumsum(sizes, axis=-1)], axis=-1) - self._bound
+                        tf.cumsum(m + span * sizes, axis=-1)],
+                       axis=-1) - self._bound
 
-    xs = knots(m + span * tf.nn.softmax(raw[..., :k]))
-    ys = knots(m + span * tf.nn.softmax(raw[..., k:2 * k]))
+    xs = knots(raw[..., :k])
+    ys = knots(raw[..., k:2 * k])
     slopes = m + tf.nn.softplus(raw[..., 2 * k:] + np.log(np.expm1(1. - m)))
     ones = tf.ones_like(slopes[..., :1])
     return xs, ys, tf.concat([ones, slopes, ones], axis=-1)

@@ -72,6 +72,8 @@ class Squeeze(tfp.bijectors.Bijector):
           f'{channels}.')
 
   def _forward_event_shape(self, input_shape):
+    if input_shape.rank is None:
+      return input_shape
     self._check_even(input_shape[-3:-1])
     height, width, channels = input_shape[-3:]
     return input_shape[:-3].concatenate([
@@ -85,6 +87,8 @@ class Squeeze(tfp.bijectors.Bijector):
         [input_shape[:-3], [height // 2, width // 2, 4 * channels]], axis=0)
 
   def _inverse_event_shape(self, output_shape):
+    if output_shape.rank is None:
+      return output_shape
     height, width, channels = output_shape[-3:]
     self._check_multiple_of_four(channels)
     return output_shape[:-3].concatenate([
