@@ -1,11 +1,13 @@
-"""Tests of the image sources: TFDS datasets by name (mocked), a folder of
-PNG/JPEG files, a .npz file, streaming from disk, bad data, and --preset."""
+"""Tests of the image sources: TFDS datasets by name (mocked) and one not on
+disk, a folder of PNG/JPEG files, a .npz file, streaming from disk, bad data,
+and --preset."""
 
 import dataclasses
 import json
 import logging
 import os
 
+from absl import logging as absl_logging
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,12 +15,14 @@ import tensorflow_datasets as tfds
 
 from tests.test_cli import resolve_as_train_py
 from tf_realnvp import config as config_lib
+from tf_realnvp import console
 from tf_realnvp import data
 from tf_realnvp import evaluation
 from tf_realnvp import training
 from tf_realnvp.config import experiment
 from tf_realnvp.data import folder as folder_lib
 from tf_realnvp.data import sources
+from tf_realnvp.data import tfds_source
 
 # The smallest run that trains and evaluates an image model.
 TINY = dict(num_scales=1, num_res_blocks=1, num_filters=4, batch_size=4,
@@ -134,6 +138,52 @@ def test_lsun_crops_at_random_in_training_and_centrally_in_testing():
   assert central[0].shape == cropped[0].shape == (4, 8, 8, 3)
   np.testing.assert_array_equal(np.floor(central[0]), np.floor(central[1]))
   assert not np.array_equal(np.floor(cropped[0]), np.floor(cropped[1]))
+
+
+@pytest.fixture
+def quiet(monkeypatch):
+  """`console.quiet`; the log levels it sets are undone after the test."""
+  monkeypatch.setenv('TF_CPP_MIN_LOG_LEVEL',
+                     os.environ.get('TF_CPP_MIN_LOG_LEVEL', '0'))
+  tf_logger = logging.getLogger('tensorflow')
+  levels = tf_logger.level, absl_logging.get_verbosity()
+  yield console.quiet
+  tf_logger.setLevel(levels[0])
+  absl_logging.set_verbosity(levels[1])
+
+
+@pytest.mark.parametrize('verbosity', [0, 1])
+@pytest.mark.parametrize('leftover', [False, True],
+                         ids=['no_folder', 'empty_version_folder'])
+def test_a_tfds_dataset_not_on_disk_stops_a_run_with_its_message_alone(
+    tmp_path, monkeypatch, capsys, caplog, quiet, verbosity, leftover):
+  """Offline, in process as train.py wraps its `main`: exit code 1 and the
+  `DatasetUnavailableError`, also where an empty version folder was left
+  over. tfds's note that the folder has no dataset_info.json shows from -v
+  on (test_cli runs train.py itself into the message)."""
+  quiet(verbosity)
+  monkeypatch.setattr(tfds_source, 'reachable', lambda *_: False)
+  data_dir = tmp_path / 'tensorflow_datasets'
+  if leftover:
+    os.makedirs(data_dir / 'cifar10' / '3.0.2')
+  config = config_lib.Config(dataset='cifar10', data_dir=str(data_dir),
+                             model_dir=str(tmp_path / 'run'))
+
+  def main(argv):
+    del argv
+    training.train_and_evaluate(experiment.resolve(config))
+
+  with pytest.raises(SystemExit) as exit_info:
+    console.exit_on_errors(main, {data.DatasetUnavailableError: 1})(
+        ['train.py'])
+  assert exit_info.value.code == 1
+  assert capsys.readouterr().err.startswith(
+      "error: The tensorflow-datasets dataset 'cifar10' is not prepared")
+  notes = [r.getMessage() for r in caplog.records]
+  if verbosity:
+    assert any('has no dataset_info.json' in note for note in notes), notes
+  else:
+    assert not notes
 
 
 # A folder of image files.

@@ -14,6 +14,7 @@ larger ones stream from their array_record files at random access
 says (the paper's crops and resizing).
 """
 
+import logging as std_logging
 import queue
 import re
 import threading
@@ -121,14 +122,36 @@ def _download(builder):
     ) from error
 
 
+def _is_prepared(builder):
+  """`builder.is_prepared()`, the absl warnings it logs passed on as INFO
+  (shown from `-v` on); other threads' records are left as they are.
+
+  Whenever the answer is no, tfds warns that the folder "has no
+  dataset_info.json"; the `DatasetUnavailableError` that follows says what
+  to do.
+  """
+  absl_logger, thread = logging.get_absl_logger(), threading.get_ident()
+
+  def as_info(record):
+    if record.thread == thread and record.levelno == std_logging.WARNING:
+      record.levelno, record.levelname = std_logging.INFO, 'INFO'
+    return absl_logger.isEnabledFor(record.levelno)
+
+  absl_logger.addFilter(as_info)
+  try:
+    return builder.is_prepared()
+  finally:
+    absl_logger.removeFilter(as_info)
+
+
 def _prepare(builder, download):
   """Downloads and prepares the dataset of `builder` if it is not on disk."""
-  if builder.is_prepared():
+  if _is_prepared(builder):
     return
   try:  # tfds's test mocks answer as_dataset, not is_prepared.
     builder.as_dataset(split='train')
     return
-  except AssertionError:  # How tfds says "could not find data in data_dir".
+  except (AssertionError, KeyError):  # No folder; an empty one (no splits).
     pass
   if not download:
     raise _unavailable(builder, 'downloading is off (download=False)')
