@@ -21,9 +21,9 @@ class LogitPreprocessing(tfb.Bijector):
   logit diverges. Each log-det is computed from its own direction's input,
   so the inverse's is finite for every real `z`, also where float32 rounds
   `x` onto the edge of the support (`|z|` of 17 and more), which samples of
-  a flow can reach. Applied to dequantized pixels `x = k + u`, `u ~ U[0, 1)`, the
-  flow's density is over `[0, L)^D` in pixel units, so `-log p(x) / (D ln 2)`
-  is bits/dim of the discrete data.
+  a flow can reach. Applied to dequantized pixels `x = k + u`,
+  `u ~ U[0, 1)`, the flow's density is over `[0, L)^D` in pixel units, so
+  `-log p(x) / (D ln 2)` is bits/dim of the discrete data.
 
   The computation is TFP's `Sigmoid(low, high)` run backwards, with
   `low = -L a / (1 - 2a)` and `high = L (1 - a) / (1 - 2a)`; this class adds
