@@ -6,7 +6,9 @@ weights if the run used `--ema_decay`) and writes it to `model_dir/eval.json`
 and to TensorBoard (`model_dir/eval`); draws a 6x6 sample grid at
 `--temperature` (images) or a density plot (2-D), and for images the
 paper's manifold of four test images' latents; `--export` writes
-`model_dir/saved_model`. `-v` and `-vv` show TensorFlow's logs.
+`model_dir/saved_model` (`--export_formats`: TFLite and ONNX files too);
+every export computes in float32, whatever the run trained in. `-v` and
+`-vv` show TensorFlow's logs.
 
 `--score=DATASET` scores every example of DATASET instead (a folder whole,
 another dataset's test split) against the run's test split:
@@ -62,7 +64,8 @@ def main(argv):
     raise experiment_lib.ConfigError(
         '--score scores a dataset and exports nothing: run evaluate.py '
         'without --score to export.')
-  if portable_formats:  # Before evaluating: refuse a format at once.
+  # Before evaluating: refuse at once a format unknown or not installed.
+  if portable_formats:
     from tf_realnvp.serving import portable  # pylint: disable=g-import-not-at-top
     portable.check_formats(portable_formats)
   if FLAGS.score is not None:
@@ -75,16 +78,20 @@ def main(argv):
                                  FLAGS.export or
                                  'saved_model' in FLAGS.export_formats)
   if portable_formats:
-    _, flow, _ = evaluation.restore_flow(FLAGS.model_dir)
+    experiment, flow, _ = evaluation.restore_flow(FLAGS.model_dir)
     result['export'] = portable.export_portable(
-        flow, os.path.join(FLAGS.model_dir, 'export'), portable_formats)
+        experiment.float32_flow(flow),
+        os.path.join(FLAGS.model_dir, 'export'), portable_formats)
   print(json.dumps(result, indent=2))
 
 
+# The exit code of each error `main` reports in one line, without traceback.
+EXIT_CODES = {
+    experiment_lib.ConfigError: 2,
+    data.DatasetUnavailableError: 1,
+    data.DataError: 1,
+    FileNotFoundError: 1,
+}
+
 if __name__ == '__main__':
-  app.run(console.exit_on_errors(main, {
-      experiment_lib.ConfigError: 2,
-      data.DatasetUnavailableError: 1,
-      data.DataError: 1,
-      FileNotFoundError: 1,
-  }), argv=ARGV)
+  app.run(console.exit_on_errors(main, EXIT_CODES), argv=ARGV)

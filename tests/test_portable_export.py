@@ -1,17 +1,32 @@
 """TFLite and ONNX export: the runtimes themselves, in a process that never
-imports tf_realnvp, reproduce the SavedModel's log_prob, decode and samples."""
+imports tf_realnvp, reproduce the SavedModel's log_prob, decode and samples;
+a run trained in mixed bfloat16 exports in float32; evaluate.py refuses a
+format whose packages are missing before it evaluates."""
 
+import dataclasses
+import importlib
 import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
 
+from absl import logging as absl_logging
+from absl.testing import flagsaver
 import keras
 import numpy as np
+import onnxruntime
 import pytest
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import saved_model_pb2
 
 import tf_realnvp
+from tf_realnvp import console
+from tf_realnvp import evaluation
+from tf_realnvp import training
+from tf_realnvp.config import experiment
 from tf_realnvp.serving import portable
 from tf_realnvp.serving import saved_model
 
@@ -206,3 +221,136 @@ def test_a_flow_a_format_cannot_express_is_refused_naming_the_op(tmp_path):
                      match=r'^TFLite cannot express MatrixTriangularSolve'):
     portable.export_portable(flow, str(tmp_path), ['tflite'])
   assert not [f for f in os.listdir(tmp_path) if 'decode' in f]
+
+
+@pytest.fixture(scope='module')
+def evaluate_py():
+  """evaluate.py's module, imported in this process; the log levels its
+  import sets (`console.quiet`) are undone."""
+  tf_logger = logging.getLogger('tensorflow')
+  levels = tf_logger.level, absl_logging.get_verbosity()
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(sys, 'argv', ['evaluate.py'])
+    patch.setenv('TF_CPP_MIN_LOG_LEVEL',
+                 os.environ.get('TF_CPP_MIN_LOG_LEVEL', '0'))
+    module = importlib.import_module('evaluate')
+  tf_logger.setLevel(levels[0])
+  absl_logging.set_verbosity(levels[1])
+  return module
+
+
+def run_evaluate_py(evaluate_py, *args):
+  """evaluate.py's `main` on the flags `args`, as the script runs it: an
+  error it reports in one line exits (`SystemExit`). The flags are reset
+  after."""
+  with flagsaver.flagsaver():
+    evaluate_py.FLAGS(['evaluate.py', *args])
+    console.exit_on_errors(evaluate_py.main, evaluate_py.EXIT_CODES)([])
+
+
+@pytest.fixture(scope='module')
+def mixed_run(tmp_path_factory):
+  """The directory of an image run trained in mixed bfloat16, with
+  --export: 8x8 RGB images in an .npz file, a one-scale model, two steps
+  with averaged weights, a learning rate that moves them well away from
+  the identity couplings they start as."""
+  root = tmp_path_factory.mktemp('mixed')
+  rng = np.random.RandomState(0)
+  np.savez(root / 'images.npz',
+           train=rng.randint(0, 256, (16, 8, 8, 3)).astype(np.uint8),
+           test=rng.randint(0, 256, (8, 8, 8, 3)).astype(np.uint8))
+  config = tf_realnvp.config.Config(
+      dataset=f'npz:{root / "images.npz"}', model_dir=str(root / 'run'),
+      mixed_precision=True, num_scales=1, num_res_blocks=1, num_filters=4,
+      batch_size=8, train_steps=2, learning_rate=0.1, ema_decay=0.5,
+      eval_batches=1, export=True)
+  training.train_and_evaluate(experiment.resolve(config))
+  return root / 'run'
+
+
+def bfloat16_ops(export_dir):
+  """The ops of the SavedModel in `export_dir`, its functions' included,
+  that compute in bfloat16 or cast to it."""
+  model = saved_model_pb2.SavedModel()
+  with open(os.path.join(export_dir, 'saved_model.pb'), 'rb') as f:
+    model.ParseFromString(f.read())
+  graph = model.meta_graphs[0].graph_def
+  nodes = list(graph.node) + [node for function in graph.library.function
+                              for node in function.node_def]
+  return sorted({node.op for node in nodes for value in node.attr.values()
+                 if types_pb2.DT_BFLOAT16 in [value.type, *value.list.type]})
+
+
+def test_a_mixed_bfloat16_run_exports_in_float32(mixed_run, evaluate_py,
+                                                 tmp_path, monkeypatch):
+  """The SavedModel of train.py --export, and the SavedModel, TFLite and
+  ONNX files of evaluate.py, compute in float32 the density of the averaged
+  weights: that of the run's checkpoint read into a float32 flow."""
+  float32_run = tmp_path / 'float32'
+  shutil.copytree(mixed_run / 'checkpoints', float32_run / 'checkpoints')
+  config = tf_realnvp.config.Config.load(str(mixed_run))
+  dataclasses.replace(config, mixed_precision=False).save(str(float32_run))
+  x = np.random.RandomState(1).uniform(0., 256., (5, 8, 8, 3)).astype(
+      np.float32)
+  want = evaluation.restore_flow(str(float32_run))[1].log_prob(x).numpy()
+  # bfloat16 networks compute another density, beyond the tolerance.
+  mixed = evaluation.restore_flow(str(mixed_run))[1].log_prob(x)
+  assert not np.allclose(mixed, want, rtol=1e-5, atol=0)
+
+  def check_saved_model(writer):
+    assert bfloat16_ops(mixed_run / 'saved_model') == [], writer
+    exported = tf.saved_model.load(str(mixed_run / 'saved_model'))
+    np.testing.assert_allclose(exported.log_prob(x), want, rtol=1e-5,
+                               err_msg=writer)
+
+  check_saved_model('train.py')
+  # log_prob alone: decode runs the same networks.
+  monkeypatch.setattr(portable, 'PORTABLE_SIGNATURES',
+                      {'log_prob': 'log_prob'})
+  run_evaluate_py(evaluate_py, f'--model_dir={mixed_run}', '--eval_batches=1',
+                  '--export_formats=saved_model,tflite,onnx')
+  check_saved_model('evaluate.py')
+  export = mixed_run / 'export'
+  tflite = tf.lite.Interpreter(
+      model_path=str(export / 'log_prob.tflite')).get_signature_runner()
+  np.testing.assert_allclose(tflite(x=x)['log_prob'], want, rtol=1e-5)
+  onnx = onnxruntime.InferenceSession(str(export / 'log_prob.onnx'),
+                                      providers=['CPUExecutionProvider'])
+  np.testing.assert_allclose(onnx.run(None, dict(x=x))[0], want, rtol=1e-5)
+
+
+def test_a_float32_twin_needs_the_same_variables(mixed_run):
+  """`Experiment.float32_flow` copies variables in order: a flow of another
+  model is refused, not half copied."""
+  run = experiment.load(str(mixed_run))
+  wider = dataclasses.replace(run, config=dataclasses.replace(
+      run.config, num_filters=8)).build_flow()
+  with pytest.raises(ValueError, match='other variables'):
+    run.float32_flow(wider)
+
+
+def modification_times(directory):
+  """{path: modification time} of everything under `directory`."""
+  return {path: path.stat().st_mtime_ns for path in directory.rglob('*')}
+
+
+# ONNX's converter and its runtime (which runs the probe). onnx itself is
+# left: without it, tf2onnx does not import either.
+@pytest.mark.parametrize('package', ['tf2onnx', 'onnxruntime'])
+def test_onnx_without_its_packages_is_one_line_before_evaluating(
+    mixed_run, evaluate_py, monkeypatch, capfd, package):
+  """evaluate.py exits with code 2 and the line saying what to install,
+  before it reads the run or writes anything; TFLite needs none of them."""
+  before = modification_times(mixed_run)
+  monkeypatch.setitem(sys.modules, package, None)  # Its import fails.
+  capfd.readouterr()
+  with pytest.raises(SystemExit) as exit_info:
+    run_evaluate_py(evaluate_py, f'--model_dir={mixed_run}',
+                    '--export_formats=tflite,onnx')
+  assert exit_info.value.code == 2
+  assert capfd.readouterr() == (
+      '', 'error: onnx export needs tf2onnx, onnx, onnxruntime (missing: '
+      f"{package}): pip install -e '.[export]' in the checkout, or pip "
+      'install tf2onnx onnxruntime.\n')
+  assert modification_times(mixed_run) == before
+  portable.check_formats(['tflite'])

@@ -48,8 +48,9 @@ class Experiment:
     return self.data.is_image and 'network_dtype' in flows.FLOWS[
         self.config.flow].settings(self.data.event_shape)
 
-  def flow_settings(self):
-    """The `make_flow` settings of the config's model."""
+  def flow_settings(self, float32=False):
+    """The `make_flow` settings of the config's model; with `float32`, its
+    networks compute in float32 whatever `--mixed_precision` says."""
     config = self.config
     settings = {argument: getattr(config, field)
                 for field, argument in checks.MODEL_FIELDS.items()
@@ -58,7 +59,7 @@ class Experiment:
       settings['batch_norm_couplings'] = True
     if config.batch_norm in ('networks', 'both'):
       settings['conditioner_options'] = dict(batch_norm=True)
-    if config.mixed_precision:
+    if config.mixed_precision and not float32:
       settings['network_dtype'] = 'mixed_bfloat16'
     if config.conditional:
       settings.update(num_classes=self.data.num_classes,
@@ -70,10 +71,31 @@ class Experiment:
       settings['validate_args'] = False
     return settings
 
-  def build_flow(self):
-    """A new flow of the config's kind, with fresh weights."""
+  def build_flow(self, float32=False):
+    """A new flow of the config's kind, with fresh weights, computing in the
+    run's precision or, with `float32`, in float32."""
     return flows.make_flow(self.config.flow, self.data.event_shape,
-                           **self.flow_settings())
+                           **self.flow_settings(float32))
+
+  def float32_flow(self, flow):
+    """`flow` (built by `build_flow`) computing in float32, with its current
+    weights: the flow every export computes with, whatever the run's
+    precision (neither TFLite nor ONNX Runtime takes bfloat16 convolutions).
+
+    That is `flow` itself in a float32 run; after mixed precision, a new
+    `build_flow(float32=True)` assigned `flow`'s variables (a mixed policy
+    keeps them float32: only the networks' computations differ).
+    """
+    if not self.config.mixed_precision:
+      return flow
+    twin = self.build_flow(float32=True)
+    if ([(v.shape, v.dtype) for v in twin.variables] !=
+        [(v.shape, v.dtype) for v in flow.variables]):
+      raise ValueError('The float32 flow has other variables than the flow '
+                       f'of the run in {self.config.model_dir}.')
+    for variable, value in zip(twin.variables, flow.variables):
+      variable.assign(value)
+    return twin
 
   def dataset(self, split, seed_offset=0):
     """Training batches (shuffled, repeated, flipped, cropped) or one pass

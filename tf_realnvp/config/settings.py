@@ -144,10 +144,10 @@ class Config:
       'network sees a learned embedding of the class, and the prior has a '
       'learned mean and scale per class (realnvp, nice, nsf, glow).')
   mixed_precision: Optional[bool] = _field(
-      None, 'Run the s/t networks in bfloat16; log-dets stay float32 '
-      '(realnvp, nice, nsf, glow) (default: on for image data where the '
-      'hardware computes bfloat16 natively: CPUs with AMX or AVX512-BF16, '
-      'GPUs of compute capability 8.0 or more; off otherwise; '
+      None, 'Run the s/t networks in bfloat16; log-dets and the exports '
+      'stay float32 (realnvp, nice, nsf, glow) (default: on for image data '
+      'where the hardware computes bfloat16 natively: CPUs with AMX or '
+      'AVX512-BF16, GPUs of compute capability 8.0 or more; off otherwise; '
       '--mixed_precision=false turns it off).')
 
   # Optimisation (Dinh et al. 2017, Sec. 4.1: Adam, L2 5e-5 on weight scales).

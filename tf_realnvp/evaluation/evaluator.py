@@ -96,7 +96,8 @@ def evaluate(model_dir, num_dequantizations=1, temperature=1.0,
   for images, NLL in nats for 2-D data) goes to `model_dir/eval.json` and to
   TensorBoard (`model_dir/eval`), with the samples at `temperature` and,
   for an unconditional image run, the manifold of four test images' latents
-  (`write_manifold`).
+  (`write_manifold`). With `export`, `model_dir/saved_model` computes in
+  float32 whatever the run trained in (`Experiment.float32_flow`).
   """
   if not temperature > 0:
     raise experiment_lib.ConfigError(
@@ -125,7 +126,8 @@ def evaluate(model_dir, num_dequantizations=1, temperature=1.0,
   if export:
     from tf_realnvp.serving import saved_model  # pylint: disable=g-import-not-at-top
     result['saved_model'] = saved_model.export_saved_model(
-        flow, os.path.join(model_dir, 'saved_model'))
+        experiment.float32_flow(flow),
+        os.path.join(model_dir, 'saved_model'))
   with open(os.path.join(model_dir, 'eval.json'), 'w') as f:
     json.dump(result, f, indent=2)
   return result

@@ -11,6 +11,8 @@ and returns `log_prob` `[batch]`; `decode` takes the latent `z` and returns
 (float `[batch, size]`) as well. The batch dimension is dynamic. Sampling is
 decoding Normal noise: `decode(z)` with `z ~ N(0, temperature^2 I)` drawn
 by the caller, as `ExportedFlow.sample_with_temperature` does inside.
+The files compute as `flow` does: a run trained in mixed precision exports
+its float32 twin (`Experiment.float32_flow`), as `evaluate.py` does.
 
 Neither runtime can raise from inside a model (the converters drop TF's
 asserts), so the checks `ExportedFlow` makes become NaN: a row of `x` with a
@@ -40,6 +42,7 @@ give TensorFlow's answer (log_prob within 1e-4 relative, decode within 0.05
 data units), or the export is refused: a converter can be wrong silently.
 """
 
+import importlib
 import math
 import os
 import re
@@ -81,25 +84,26 @@ def _all_in_row(condition):
 class PortableFlow(tf.Module):
   """`log_prob` and `decode` of `flow`, traced for conversion (module doc).
 
-  The inputs and their checks are `ExportedFlow`'s; here a failed check
-  gives NaN rows instead of an error. `per_example` traces the bijector on
-  one example at a time, for ONNX.
+  The inputs and their checks are those of `exported`, `flow`'s
+  `ExportedFlow`; here a failed check gives NaN rows instead of an error.
+  `per_example` traces the bijector on one example at a time, for ONNX. The
+  module keeps no reference to `exported`: saved with it, every function of
+  the SavedModel would be traced too, for nothing.
   """
 
-  def __init__(self, flow, per_example):
+  def __init__(self, flow, exported, per_example):
     super().__init__(name='portable_flow')
     self.flow = flow
     self._per_example_trace = per_example
-    self.exported = ExportedFlow(flow)
-    self._context = self.exported._context  # pylint: disable=protected-access
-    self.num_levels = self.exported._num_levels  # pylint: disable=protected-access
+    self._context = exported._context  # pylint: disable=protected-access
+    self.num_levels = exported._num_levels  # pylint: disable=protected-access
     self.num_classes = self._context.num_classes if self._context else 0
     self._event_ndims = flow.event_shape.rank
     self._event_size = math.prod(flow.event_shape.as_list())
     self.log_prob = tf.function(
-        self._log_prob, input_signature=self.exported.log_prob.input_signature)
+        self._log_prob, input_signature=exported.log_prob.input_signature)
     self.decode = tf.function(
-        self._decode, input_signature=self.exported.decode.input_signature)
+        self._decode, input_signature=exported.decode.input_signature)
 
   def signatures(self):
     """`{name: tf.function}` returning `{output name: tensor}`."""
@@ -240,6 +244,9 @@ def _run_onnx(contents, inputs):
 
 _CONVERTERS = {'tflite': _tflite, 'onnx': _onnx}
 _RUNTIMES = {'tflite': _run_tflite, 'onnx': _run_onnx}
+# The packages each format needs besides TensorFlow (which has TFLite's
+# converter and interpreter): ONNX's converter and runtime.
+_PACKAGES = {'tflite': (), 'onnx': ('tf2onnx', 'onnx', 'onnxruntime')}
 # How far a file's answer to the probe may be from TensorFlow's: relative for
 # log_prob, in data units for decode (the tests' tolerances).
 _PROBE_TOLERANCE = {'log_prob': dict(rtol=1e-4, atol=0.),
@@ -262,13 +269,14 @@ def _probe(module, signature):
   return inputs
 
 
-def _check_in_runtime(fmt, contents, module, signature):
+def _check_in_runtime(fmt, contents, module, exported, signature):
   """Raises `PortableExportError` unless the runtime's answer to a probe
-  batch is the SavedModel's function's (`ExportedFlow`): a converter can compute something else (TF 2.21's
-  TFLite converter folds `tfb.Scale`'s log-det, NICE's last layer, to one
-  entry of its log-scales) or emit a kernel the runtime refuses."""
+  batch is the SavedModel's function's (`exported`, an `ExportedFlow`): a
+  converter can compute something else (TF 2.21's TFLite converter folds
+  `tfb.Scale`'s log-det, NICE's last layer, to one entry of its log-scales)
+  or emit a kernel the runtime refuses."""
   inputs = _probe(module, signature)
-  want = getattr(module.exported, signature)(*inputs.values()).numpy()
+  want = getattr(exported, signature)(*inputs.values()).numpy()
   try:
     got = _RUNTIMES[fmt](contents, inputs)
   except Exception as error:  # pylint: disable=broad-except
@@ -283,10 +291,27 @@ def _check_in_runtime(fmt, contents, module, signature):
 
 
 def check_formats(formats):
-  """Raises `ConfigError` for a format other than tflite and onnx."""
+  """Raises `ConfigError` for a format other than tflite and onnx, or one
+  whose packages (`_PACKAGES`) do not import."""
   unknown = sorted(set(formats) - set(_CONVERTERS))
   if unknown:
     raise ConfigError(f'Portable formats are tflite and onnx, got {unknown}.')
+  for fmt in formats:
+    missing = [name for name in _PACKAGES[fmt] if not _imports(name)]
+    if missing:
+      raise ConfigError(
+          f'{fmt} export needs {", ".join(_PACKAGES[fmt])} (missing: '
+          f'{", ".join(missing)}): pip install -e \'.[export]\' in the '
+          'checkout, or pip install tf2onnx onnxruntime.')
+
+
+def _imports(name):
+  """Whether the package `name` imports."""
+  try:
+    importlib.import_module(name)
+  except ImportError:
+    return False
+  return True
 
 
 def export_portable(flow, export_dir, formats=('tflite', 'onnx')):
@@ -296,20 +321,22 @@ def export_portable(flow, export_dir, formats=('tflite', 'onnx')):
   interrupted export leaves no partial file.
 
   Raises:
-    ConfigError: for a format not in `('tflite', 'onnx')`.
+    ConfigError: for a format not in `('tflite', 'onnx')`, or one whose
+      packages are not installed (`check_formats`).
     PortableExportError: for a flow with an op a format cannot express.
   """
   check_formats(formats)
   os.makedirs(export_dir, exist_ok=True)
+  exported = ExportedFlow(flow)
   paths = {}
   for fmt in formats:
-    module = PortableFlow(flow, per_example=fmt == 'onnx')
+    module = PortableFlow(flow, exported, per_example=fmt == 'onnx')
     traced = tempfile.mkdtemp(prefix='portable-')
     try:
       tf.saved_model.save(module, traced, signatures=module.signatures())
       for signature in PORTABLE_SIGNATURES:
         contents = _CONVERTERS[fmt](traced, signature)
-        _check_in_runtime(fmt, contents, module, signature)
+        _check_in_runtime(fmt, contents, module, exported, signature)
         path = os.path.join(export_dir, f'{signature}.{fmt}')
         with open(f'{path}.tmp-{os.getpid()}', 'wb') as f:
           f.write(contents)

@@ -5,11 +5,12 @@
 Sec. 4.1): Adam on `tf_realnvp.objective.loss`, with the learning-rate
 warmup and decay and the Polyak averaging of `optimizers.make_optimizer`;
 evaluation, samples and the export use the averaged weights when there are
-any. Re-running it with the same `model_dir` resumes from the latest
-checkpoint, which holds the weights, the optimizer state (with the averages),
-the step counters and the position in the data stream; all randomness is
-derived from `config.seed` by stateless ops, so a resumed run ends with the
-same weights as an uninterrupted one.
+any; the export computes in float32 whatever the training precision
+(`Experiment.float32_flow`). Re-running it with the same `model_dir`
+resumes from the latest checkpoint, which holds the weights, the optimizer
+state (with the averages), the step counters and the position in the data
+stream; all randomness is derived from `config.seed` by stateless ops, so a
+resumed run ends with the same weights as an uninterrupted one.
 """
 
 import contextlib
@@ -394,5 +395,6 @@ class Training:
       return
     from tf_realnvp.serving import saved_model  # pylint: disable=g-import-not-at-top
     with optimizers.averaged_weights(self.optimizer, self.train_step.variables):
-      saved_model.export_saved_model(self.flow,
-                                os.path.join(self.write_dir, 'saved_model'))
+      saved_model.export_saved_model(
+          self.experiment.float32_flow(self.flow),
+          os.path.join(self.write_dir, 'saved_model'))
