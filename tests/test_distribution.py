@@ -43,16 +43,6 @@ def events(batch, event_shape):
   return tf.constant(np.random.RandomState(0).normal(size=shape), tf.float32)
 
 
-class TestFlowProperties(bijector_checks.BijectorProperties):
-  """Three scales, a factor-out within a factor-out; every flow family of
-  one and two scales goes through `test_tfp_contract.py`."""
-  CASES = {
-      'image_8x8x3_three_scales': bijector_checks.Case(
-          lambda: data_to_latent((8, 8, 3), num_scales=3), (8, 8, 3),
-          support=(0., 256.)),
-  }
-
-
 def layers_in_order(bijector):
   """The layers of a data-to-latent map in the order they apply, described."""
   if isinstance(bijector, tfb.Composition):
