@@ -48,6 +48,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -196,7 +197,7 @@ def _onnx(saved_model_dir, signature):
   from tf2onnx import tf_loader  # pylint: disable=g-import-not-at-top
   try:
     graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
-        saved_model_dir, None, None, signatures=[signature],
+        saved_model_dir, None, None, tag='serve', signatures=[signature],
         return_tensors_to_rename=True)
   except tf.errors.InvalidArgumentError as error:
     # Freezing turns each variable into a constant; one that the graph
@@ -230,7 +231,10 @@ def _onnx(saved_model_dir, signature):
 
 
 def _run_tflite(contents, inputs):
-  runner = tf.lite.Interpreter(model_content=contents).get_signature_runner()
+  with warnings.catch_warnings():  # Its move to the ai_edge_litert package.
+    warnings.simplefilter('ignore', UserWarning)
+    interpreter = tf.lite.Interpreter(model_content=contents)
+  runner = interpreter.get_signature_runner()
   (output,) = runner(**inputs).values()
   return output
 
