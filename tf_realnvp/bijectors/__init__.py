@@ -22,9 +22,12 @@ from tf_realnvp.bijectors.masks import checkerboard_mask
 from tf_realnvp.bijectors.one_pass import OnePassBijector
 from tf_realnvp.bijectors.spline_coupling import SplineCoupling
 from tf_realnvp.bijectors.squeeze import Squeeze
+from tf_realnvp.bijectors.variational_dequantization import (
+    VariationalDequantization)
 
 __all__ = [
     'ActNorm', 'AffineCoupling', 'BatchNorm', 'FactorOut', 'InvertibleConv1x1',
     'LogitPreprocessing', 'OnePassBijector', 'SplineCoupling',
-    'Squeeze', 'alternating_mask', 'channel_mask', 'checkerboard_mask',
+    'Squeeze', 'VariationalDequantization', 'alternating_mask',
+    'channel_mask', 'checkerboard_mask',
 ]

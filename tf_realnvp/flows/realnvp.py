@@ -1,5 +1,6 @@
 """RealNVP as a TFP distribution: the multi-scale flow of Dinh et al. (2017)."""
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -16,6 +17,8 @@ from tf_realnvp.bijectors.invertible_conv import InvertibleConv1x1
 from tf_realnvp.bijectors.logit import LogitPreprocessing
 from tf_realnvp.bijectors.spline_coupling import SplineCoupling
 from tf_realnvp.bijectors.squeeze import Squeeze
+from tf_realnvp.bijectors.variational_dequantization import (
+    VariationalDequantization)
 from tf_realnvp.flows.flow import from_data_to_latent
 from tf_realnvp.flows.flow import sequence
 
@@ -24,6 +27,12 @@ tfd = tfp.distributions
 
 COUPLINGS = ('affine', 'additive', 'spline')
 STEPS = ('realnvp', 'glow')
+DEQUANTIZATIONS = ('uniform', 'variational')
+# The variational dequantizer's noise flow: couplings, and the residual
+# blocks and feature maps of each coupling's network.
+NOISE_COUPLINGS = 4
+NOISE_BLOCKS = 2
+NOISE_FILTERS = 32
 
 
 def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
@@ -33,8 +42,8 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
             num_classes=0, context_size=0, conditional_prior=False,
             spline_bins=spline_coupling.BINS,
             spline_bound=spline_coupling.BOUND, alpha=0.05,
-            dtype=tf.float32, network_dtype=None, validate_args=True,
-            name=None):
+            dequantization='uniform', dtype=tf.float32, network_dtype=None,
+            validate_args=True, name=None):
   """A RealNVP flow: `tfd.TransformedDistribution` over a standard Normal.
 
   With `f` the data-to-latent map built from coupling layers,
@@ -53,6 +62,14 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
   couplings. Each scale ends by undoing its squeeze, so the latent has the
   data's shape. The density is over dequantized intensities in `[0, 256)^D`
   (see `LogitPreprocessing` and `bits_per_dim`); samples are in pixel units.
+  With `dequantization='variational'`, `f` starts with a
+  `VariationalDequantization`: a learned map of each pixel cell `[k, k+1)`
+  onto itself (Flow++'s learned noise `q(u | x)`, a flow of
+  `NOISE_COUPLINGS` affine couplings whose ResNets read the image), so
+  `log_prob` of a uniformly dequantized image `x + w` is
+  `log p(x + u) - log q(u | x)`, a one-sample estimate of the variational
+  bound on the image's discrete likelihood, in the same bits/dim as
+  uniform dequantization's; the flow's samples are unchanged by it.
   The defaults are the paper's CIFAR-10 model: 2 scales, 8 residual blocks,
   64 feature maps.
 
@@ -127,6 +144,9 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
       `[-spline_bound, spline_bound]` and is the identity outside (images:
       in logit space).
     alpha: images: the logit preprocessing's `alpha`.
+    dequantization: images: `'uniform'` (the density is `p` itself, trained
+      on `x + U[0, 1)` noise, as in the paper) or `'variational'` (the
+      noise is learned, Ho et al. 2019; see above).
     dtype: float dtype of the flows.
     network_dtype: dtype policy of the s/t networks, e.g. `'mixed_bfloat16'`;
       defaults to `dtype`. Coupling arithmetic and log-dets stay in `dtype`.
@@ -155,7 +175,15 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
     raise ValueError(f'coupling must be one of {COUPLINGS}, got {coupling!r}.')
   if step not in STEPS:
     raise ValueError(f'step must be one of {STEPS}, got {step!r}.')
+  if dequantization not in DEQUANTIZATIONS:
+    raise ValueError(f'dequantization must be one of {DEQUANTIZATIONS}, got '
+                     f'{dequantization!r}.')
   event_shape = _check_event_shape(event_shape)
+  if dequantization == 'variational' and len(event_shape) != 3:
+    raise ValueError(
+        "dequantization='variational' learns the noise added to 8-bit "
+        f'pixels; vectors of shape {event_shape} are continuous data. Use '
+        "dequantization='uniform' (the default) for them.")
   context = (Context(num_classes=num_classes, size=context_size)
              if num_classes or context_size else None)
   if conditional_prior and context is None:
@@ -171,7 +199,10 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
   with tf.name_scope(name or flow_name(coupling, step)):
     if len(event_shape) == 3:
       check_scales(event_shape, num_scales)
-      layers = [
+      layers = ([VariationalDequantization(
+          noise_couplings(event_shape, dtype, network_dtype or dtype.name,
+                          validate_args), validate_args=validate_args)]
+                if dequantization == 'variational' else []) + [
           LogitPreprocessing(alpha=alpha, dtype=dtype,
                              validate_args=validate_args),
           _scale(event_shape, num_scales, num_res_blocks, num_filters,
@@ -199,6 +230,27 @@ def flow_name(coupling='affine', step='realnvp'):
   if step == 'glow':
     return 'glow'
   return {'additive': 'nice', 'spline': 'nsf'}.get(coupling, 'realnvp')
+
+
+def noise_couplings(event_shape, dtype=tf.float32, network_dtype=None,
+                    validate_args=False):
+  """The noise flow `g` of a `VariationalDequantization` of `(H, W, C)`
+  images: `NOISE_COUPLINGS` affine couplings of the `[H, W, 2C]` noise and
+  image, checkerboard masks of alternating parity on the noise and the image
+  always kept, each with a ResNet of `NOISE_BLOCKS` blocks of
+  `NOISE_FILTERS` feature maps; the identity until trained."""
+  height, width, channels = event_shape
+  keep_image = np.ones(event_shape, np.float32)
+  return sequence([
+      AffineCoupling(
+          np.concatenate([masks.checkerboard_mask(
+              height, width, channels, i % 2), keep_image], axis=-1),
+          networks.ResNetConditioner(
+              2 * channels, num_blocks=NOISE_BLOCKS,
+              num_filters=NOISE_FILTERS,
+              dtype=network_dtype or tf.as_dtype(dtype).name),
+          validate_args=validate_args)
+      for i in range(NOISE_COUPLINGS)])
 
 
 def _diagonal_scaling(event_shape, dtype):
