@@ -48,7 +48,11 @@ def run(args, tmp_path, timeout=300, **kwargs):
      '--num_scales: 32x32 images are too small for num_scales=6'),
     (dict(dataset='mnist', hidden_units=(8,), download=False),
      '--hidden_units does not apply to realnvp on mnist'),
-], ids=['dataset', 'num_scales', 'num_scales_too_large', 'hidden_units'])
+    # Learned dequantization is of 8-bit pixels; 2-D data are continuous.
+    (dict(dataset='8gaussians', dequantization='variational'),
+     '--dequantization does not apply to nsf on 8gaussians'),
+], ids=['dataset', 'num_scales', 'num_scales_too_large', 'hidden_units',
+        'dequantization'])
 def test_a_bad_setting_is_one_line_and_exit_code_2_before_any_data(
     tmp_path, capsys, settings, message):
   config = config_lib.Config(model_dir=str(tmp_path / 'run'), **settings)

@@ -25,6 +25,10 @@ TRAINED = {
     # One scale: four couplings, a quarter of the tracing of two scales.
     'realnvp_images': ('realnvp', (8, 8, 1), dict(
         num_scales=1, num_res_blocks=1, num_filters=4), 3e-3),
+    # Flow++'s learned dequantization: its noise flow's networks too.
+    'realnvp_variational': ('realnvp', (4, 4, 3), dict(
+        num_scales=1, num_res_blocks=1, num_filters=4,
+        dequantization='variational'), 3e-3),
 }
 
 
@@ -34,18 +38,18 @@ def vectors(n=256, seed=0):
   return np.stack([2. * a + 1., a - 0.3 * b], axis=1)
 
 
-def images(n=64, seed=0):
-  """8x8 gray images of one checkerboard plus noise, in [0, 256)."""
+def images(n=64, seed=0, shape=(8, 8, 1)):
+  """Images of one checkerboard plus noise, in [0, 256)."""
   rng = np.random.RandomState(seed)
-  board = np.indices((8, 8)).sum(axis=0) % 2
+  board = np.indices(shape[:2]).sum(axis=0) % 2
   pixels = 60. + 120. * board[None, :, :, None] + rng.normal(
-      0., 10., size=(n, 8, 8, 1))
+      0., 10., size=(n, *shape))
   pixels = np.floor(np.clip(pixels, 0., 255.)) + rng.uniform(size=pixels.shape)
   return pixels.astype(np.float32)
 
 
 def data_for(event_shape):
-  return images() if len(event_shape) == 3 else vectors()
+  return images(shape=event_shape) if len(event_shape) == 3 else vectors()
 
 
 def storage(weights):
@@ -62,6 +66,8 @@ def storage(weights):
     ('realnvp', (8, 8, 1), dict(num_res_blocks=1, num_filters=4)),
     ('glow', (4, 4, 1), dict(num_scales=1, num_res_blocks=1, num_filters=4,
                              conditioner_options=dict(batch_norm=True))),
+    ('realnvp', (4, 4, 3), dict(num_scales=1, num_res_blocks=1, num_filters=4,
+                                dequantization='variational')),
 ])
 def test_keras_tracks_every_variable_of_the_flow_once(kind, event_shape,
                                                        settings):

@@ -7,10 +7,12 @@ runs them before any data is read.
 from tf_realnvp import flows
 from tf_realnvp.config import settings as config_lib
 from tf_realnvp.config.settings import ConfigError
+from tf_realnvp.flows import realnvp
 
 # The values each enumerated setting takes.
 CHOICES = dict(
     flow=tuple(flows.FLOWS),
+    dequantization=realnvp.DEQUANTIZATIONS,
     batch_norm=config_lib.BATCH_NORMS,
     lr_decay=config_lib.LR_DECAYS,
     strategy=config_lib.STRATEGIES,
@@ -22,7 +24,8 @@ MODEL_FIELDS = dict(num_scales='num_scales', num_res_blocks='num_res_blocks',
                     num_filters='num_filters',
                     num_coupling_layers='num_layers',
                     hidden_units='hidden_units', spline_bins='spline_bins',
-                    spline_bound='spline_bound')
+                    spline_bound='spline_bound',
+                    dequantization='dequantization')
 # Settings that must be at least 1, and those that must be at least 0.
 AT_LEAST_ONE = ('batch_size', 'train_steps', 'num_scales', 'num_res_blocks',
                 'num_filters', 'num_coupling_layers', 'log_every',

@@ -5,10 +5,12 @@ not here.
 """
 
 # The defaults of image datasets: the paper's flow, batch size and recipe
-# (Dinh et al. 2017, Sec. 4.1: Adam at 1e-3) and the PyTorch reference
+# (Dinh et al. 2017, Sec. 4.1: Adam at 1e-3), its uniform dequantization
+# (the pixels plus U[0, 1) noise), and the PyTorch reference
 # implementation's training length (chrischute/real-nvp, `--num_epochs=100`),
 # evaluating once per epoch.
-IMAGE_DEFAULTS = dict(flow='realnvp', batch_size=64, epochs=100)
+IMAGE_DEFAULTS = dict(flow='realnvp', batch_size=64, epochs=100,
+                      dequantization='uniform')
 
 # The defaults of 2-D data: spline couplings (nsf), which end 8gaussians 0.01
 # nats above its exact entropy where affine ones end 0.08 above it

@@ -18,6 +18,8 @@ import json
 import os
 from typing import Optional, Tuple
 
+from tf_realnvp.config import presets
+
 
 class ConfigError(ValueError):
   """A setting that cannot work; the message names it and what to do."""
@@ -40,7 +42,7 @@ RESUME_FIELDS = (
     'num_res_blocks', 'num_filters', 'num_coupling_layers', 'hidden_units',
     'spline_bins', 'spline_bound', 'batch_size', 'seed',
     'learning_rate', 'warmup_steps', 'lr_decay', 'lr_decay_floor', 'ema_decay',
-    'batch_norm', 'conditional')
+    'batch_norm', 'conditional', 'dequantization')
 # The length of a run (train_steps, epochs) is not among them: a resumed run
 # may train further, and a decaying learning rate is then re-planned
 # (`training.optimizers`).
@@ -49,10 +51,12 @@ RESUME_FIELDS = (
 # values of those the command does not give.
 ADAPTIVE_DEFAULT_FIELDS = ('warmup_steps', 'lr_decay', 'mixed_precision')
 # What a field that a run's config.json lacks (written before the field
-# existed) meant then, whatever its default is now.
+# existed) meant then, whatever its default is now. (A 2-D run reads
+# dequantization='uniform' too, and drops it as a setting its flow ignores:
+# `experiment.load`, `experiment.check_resumable`.)
 ABSENT_FIELD_VALUES = dict(warmup_steps=0, lr_decay='none', lr_decay_floor=0.,
                            ema_decay=0., batch_norm='none',
-                           mixed_precision=False)
+                           mixed_precision=False, dequantization='uniform')
 
 
 def _field(default, help_text, flag=True):
@@ -139,6 +143,13 @@ class Config:
       'both. Training normalizes with the batch\'s statistics (synchronized '
       'across replicas); evaluation, samples and the export with running '
       'averages, an exact per-example density.')
+  dequantization: Optional[str] = _field(
+      None, 'Images: the noise that makes the 8-bit pixels continuous: '
+      'uniform (x + U[0, 1), as in the paper) or variational (Flow++, Ho et '
+      'al. 2019: a flow of the noise conditioned on the image, trained with '
+      'the model; the bits/dim are then a one-sample estimate of the '
+      'variational bound on the discrete likelihood) (realnvp, nice, nsf, '
+      f'glow; default: {presets.IMAGE_DEFAULTS["dequantization"]}).')
   conditional: bool = _field(
       False, 'Class-conditional model of a labelled dataset: every coupling '
       'network sees a learned embedding of the class, and the prior has a '

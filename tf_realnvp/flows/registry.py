@@ -103,7 +103,7 @@ _COUPLING_VECTOR_SETTINGS = ('num_layers', 'hidden_units',
 _COUPLING_IMAGE_SETTINGS = ('num_scales', 'num_res_blocks', 'num_filters',
                             'batch_norm_couplings',
                             'double_filters_at_squeeze', 'conditioner_options',
-                            'alpha', 'dtype', 'network_dtype',
+                            'alpha', 'dequantization', 'dtype', 'network_dtype',
                             'validate_args') + _CONDITIONAL_SETTINGS
 
 
@@ -155,7 +155,7 @@ def make_flow(kind, event_shape=(2,), **settings):
       `conditional_prior`; for 'nsf' also `spline_bins`, `spline_bound`; for
       'ffjord' `hidden_units`, `dtype`, `rtol`, `atol`; for images the
       arguments of `tf_realnvp.RealNVP` (`num_scales`, `num_res_blocks`,
-      `num_filters`, ...).
+      `num_filters`, `dequantization`, ...).
 
   Returns:
     A `tfd.TransformedDistribution` over a standard Normal with event shape
