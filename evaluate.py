@@ -1,6 +1,7 @@
 """Evaluates a trained run: `python evaluate.py --model_dir=runs/cifar10`.
 
-Prints the test bits/dim (images, averaged over several dequantization draws)
+Prints the test bits/dim (images, averaged over several dequantization draws;
+with `--importance_samples=K` also the importance-weighted bound of K draws)
 or the test NLL in nats (2-D data) of the latest checkpoint (with the averaged
 weights if the run used `--ema_decay`) and writes it to `model_dir/eval.json`
 and to TensorBoard (`model_dir/eval`); draws a 6x6 sample grid at
@@ -38,6 +39,9 @@ from tf_realnvp.config import experiment as experiment_lib
 flags.DEFINE_string('model_dir', None, 'The --model_dir of a training run.')
 flags.DEFINE_integer('num_dequantizations', 1,
                      'Images: dequantization noise draws to average over.')
+flags.DEFINE_integer(
+    'importance_samples', 1, 'Images: with K > 1, also the importance-'
+    'weighted bound of K dequantization draws per image (tighter).')
 flags.DEFINE_float('temperature', 1.0,
                    'Standard deviation of the base Normal for the samples.')
 flags.DEFINE_integer('eval_batches', None,
@@ -76,7 +80,8 @@ def main(argv):
     result = evaluation.evaluate(FLAGS.model_dir, FLAGS.num_dequantizations,
                                  FLAGS.temperature, FLAGS.eval_batches,
                                  FLAGS.export or
-                                 'saved_model' in FLAGS.export_formats)
+                                 'saved_model' in FLAGS.export_formats,
+                                 FLAGS.importance_samples)
   if portable_formats:
     experiment, flow, _ = evaluation.restore_flow(FLAGS.model_dir)
     result['export'] = portable.export_portable(

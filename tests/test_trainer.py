@@ -15,12 +15,15 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tf_realnvp import config as config_lib
+from tf_realnvp import console
 from tf_realnvp import data as data_lib
 from tf_realnvp import evaluation
 from tf_realnvp import training
 from tf_realnvp import training_mode
+from tf_realnvp.bijectors import VariationalDequantization
 from tf_realnvp.config import experiment
 from tf_realnvp.config import presets
+from tf_realnvp.flows import realnvp
 from tf_realnvp.training import optimizers
 from tf_realnvp.training import strategies
 
@@ -357,6 +360,105 @@ def test_config_of_a_run_from_before_the_recipe_flags_means_no_recipe(
       0, 'none', 0.)
 
 
+def image_config(root, dequantization=None, **overrides):
+  """A one-scale model of the 4x4 RGB images of `root/images.npz`, trained
+  in `root/DEQUANTIZATION` (`root/run` if unset)."""
+  values = dict(dataset=f'npz:{root / "images.npz"}',
+                model_dir=str(root / (dequantization or 'run')),
+                dequantization=dequantization, num_scales=1,
+                num_res_blocks=1, num_filters=4, batch_size=8, train_steps=2,
+                eval_batches=1, export=False, **PLAIN_RECIPE)
+  values.update(overrides)
+  return config_lib.Config(**values)
+
+
+@pytest.fixture(scope='module')
+def dequantized_runs(tmp_path_factory):
+  """The folder of `images.npz` and of a 2-step image run of each
+  dequantization (`image_config`)."""
+  root = tmp_path_factory.mktemp('dequantized')
+  rng = np.random.RandomState(0)
+  np.savez(root / 'images.npz',
+           train=rng.randint(0, 256, (16, 4, 4, 3)).astype(np.uint8),
+           test=rng.randint(0, 256, (8, 4, 4, 3)).astype(np.uint8))
+  for dequantization in realnvp.DEQUANTIZATIONS:
+    train(image_config(root, dequantization))
+  return root
+
+
+def first_layer(flow):
+  """The first of the flow's data-to-latent layers (`flows.flow.sequence`
+  chains them last first, and the flow samples through their inverse)."""
+  return flow.bijector.bijector.bijectors[-1]
+
+
+def test_a_variational_run_trains_its_noise_flow_and_restores_it(
+    dequantized_runs):
+  model_dir = dequantized_runs / 'variational'
+  saved = json.loads((model_dir / 'config.json').read_text())
+  assert saved['dequantization'] == 'variational'
+  _, flow, step = evaluation.restore_flow(str(model_dir))
+  assert step == 2
+  layer = first_layer(flow)
+  assert isinstance(layer, VariationalDequantization)
+  # The checkpoint holds every variable of the flow, the noise flow's too.
+  tf.train.Checkpoint(flow=flow).read(tf.train.latest_checkpoint(
+      str(model_dir / 'checkpoints'))).assert_existing_objects_matched()
+  # The noise flow starts as the identity; 2 updates moved it.
+  noise_and_image = tf.random.stateless_normal([2, 4, 4, 6], seed=[0, 1])
+  moved = layer.noise_map.forward(noise_and_image) - noise_and_image
+  assert np.abs(moved[..., :3]).max() > 1e-4
+  np.testing.assert_array_equal(moved[..., 3:], 0.)  # The image is kept.
+  uniform = evaluation.restore_flow(str(dequantized_runs / 'uniform'))[1]
+  assert not isinstance(first_layer(uniform), VariationalDequantization)
+
+
+@pytest.mark.parametrize('trained, asked', [('variational', 'uniform'),
+                                            ('uniform', 'variational')])
+def test_resume_with_the_other_dequantization_is_one_line_and_exit_2(
+    tmp_path, dequantized_runs, capsys, trained, asked):
+  shutil.copytree(dequantized_runs / trained, tmp_path / 'run')
+
+  def files():
+    run = tmp_path / 'run'
+    return {str(path.relative_to(run)): path.read_bytes()
+            for path in run.rglob('*') if path.is_file()}
+  before = files()
+  with pytest.raises(SystemExit) as exit_info:
+    console.exit_on_errors(train, {experiment.ConfigError: 2})(image_config(
+        dequantized_runs, asked, model_dir=str(tmp_path / 'run'),
+        train_steps=4))
+  stderr = capsys.readouterr().err
+  assert exit_info.value.code == 2
+  assert stderr.count('\n') == 1, stderr
+  assert (f"other settings (dequantization: '{trained}' on disk, "
+          f"'{asked}' asked). Use another --model_dir" in stderr), stderr
+  assert files() == before
+
+
+def test_a_run_from_before_dequantization_resumes_and_evaluates_as_uniform(
+    tmp_path, dequantized_runs, monkeypatch):
+  """A config.json without the field is a uniform run, whatever the
+  default: with another default it is evaluated as uniform, and it
+  resumes without the flag."""
+  shutil.copytree(dequantized_runs / 'uniform', tmp_path / 'uniform')
+  path = tmp_path / 'uniform' / 'config.json'
+  values = json.loads(path.read_text())
+  del values['dequantization']
+  values['given'].remove('dequantization')
+  path.write_text(json.dumps(values))
+  with monkeypatch.context() as patch:
+    patch.setitem(presets.IMAGE_DEFAULTS, 'dequantization', 'variational')
+    _, flow, _ = evaluation.restore_flow(str(tmp_path / 'uniform'))
+  assert not isinstance(first_layer(flow), VariationalDequantization)
+  result = train(image_config(dequantized_runs,
+                              model_dir=str(tmp_path / 'uniform'),
+                              train_steps=4))
+  assert result['step'] == 4
+  assert config_lib.Config.load(str(tmp_path / 'uniform')).dequantization == (
+      'uniform')
+
+
 def _with_nan_batches(monkeypatch, bad_batches):
   """Makes the training stream put NaNs in the batches numbered `bad_batches`."""
   batches = data_lib.batches
@@ -475,6 +577,8 @@ def test_other_flows_train_and_stay_exact_bijections(tmp_path, flow):
     (dict(flow='maf', batch_norm='couplings'),
      'batch_norm=couplings does not apply to maf'),
     (dict(spline_bins=1), 'spline_bins must be at least 2, got 1'),
+    (dict(dequantization='learned'),
+     'dequantization must be one of uniform, variational'),
     (dict(spline_bound=0.), 'spline_bound must be positive'),
     (dict(flow='realnvp', spline_bins=8),
      'spline_bins does not apply to realnvp on moons'),
@@ -506,6 +610,9 @@ def test_resolve_fills_the_defaults_of_the_data_and_the_flow():
   assert (cifar.config.num_scales, cifar.config.num_res_blocks,
           cifar.config.num_filters) == (2, 8, 64)
   assert cifar.config.hidden_units is None
+  assert cifar.config.dequantization == presets.IMAGE_DEFAULTS[
+      'dequantization'] == 'uniform'
+  assert moons.dequantization is None
   assert cifar.config.learning_rate == 1e-3 and cifar.config.flow == 'realnvp'
   assert cifar.data.event_shape == (32, 32, 3) and cifar.data.is_image
   assert cifar.metric(32 * 32 * 3 * np.log(2.)) == pytest.approx(1.)
@@ -545,3 +652,19 @@ def test_cifar10_mock_train_and_evaluate(tmp_path):
   assert abs(evaluated['test_bits_per_dim'] - result['test_bits_per_dim']) < 0.5
   assert (model_dir / 'samples' / 'step_4_t0.5.png').exists()
   assert json.loads((model_dir / 'eval.json').read_text())['num_dequantizations'] == 2
+
+
+def test_evaluate_reports_the_importance_weighted_bound_of_a_variational_run(
+    dequantized_runs, tmp_path):
+  """With `importance_samples=K` as many as the draws, each image's bound
+  averages the draws' likelihoods instead of their logs: never above the
+  draws' mean bits/dim (Jensen), below it for a learned noise."""
+  model_dir = tmp_path / 'run'
+  shutil.copytree(dequantized_runs / 'variational', model_dir)
+  result = evaluation.evaluate(str(model_dir), num_dequantizations=3,
+                               importance_samples=3)
+  assert result['importance_samples'] == 3
+  weighted = result['test_bits_per_dim_importance_weighted']
+  assert weighted < result['test_bits_per_dim'] - 1e-4
+  saved = json.loads((model_dir / 'eval.json').read_text())
+  assert saved['test_bits_per_dim_importance_weighted'] == weighted
