@@ -136,9 +136,12 @@ def exported(tmp_path_factory):
   their inputs, exported: {kind: (flow, inputs, folder, export_dir)} for
   'image', 'vector' and 'conditional'."""
   keras.utils.set_random_seed(0)
+  # The image flow learns its dequantization, which a SavedModel serves too.
   flows = {kind: perturbed(tf_realnvp.RealNVP(
       event_shape, num_res_blocks=1, num_filters=8, hidden_units=(16,),
-      validate_args=False)) for kind, event_shape in EVENT_SHAPES.items()}
+      validate_args=False, **(dict(dequantization='variational')
+                              if kind == 'image' else {})))
+           for kind, event_shape in EVENT_SHAPES.items()}
   flows['conditional'] = perturbed(tf_realnvp.RealNVP(
       (2,), num_coupling_layers=2, hidden_units=(8,), num_classes=3,
       conditional_prior=True))

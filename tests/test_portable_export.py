@@ -92,9 +92,10 @@ CASES = {
     # Splines and a class label, on 2-D points.
     'vector': lambda: tf_realnvp.make_flow(
         'nsf', (2,), num_layers=2, hidden_units=(16,), num_classes=3),
-    # The multi-scale RealNVP with its logit, convolutions and factor-out.
+    # RealNVP with its learned dequantization, logit and convolutions.
     'image': lambda: tf_realnvp.make_flow(
-        'realnvp', (4, 4, 3), num_scales=1, num_res_blocks=1, num_filters=4),
+        'realnvp', (4, 4, 3), num_scales=1, num_res_blocks=1, num_filters=4,
+        dequantization='variational'),
 }
 
 
