@@ -72,6 +72,13 @@ CONFIGS = {
     # bfloat16 s/t networks; log-dets, the stem, residual stream and head
     # stay float32 (tf_realnvp.networks).
     'mixed_bfloat16': dict(network_dtype='mixed_bfloat16'),
+    # The modelling gains of the field, each on the mixed default above.
+    'variational': dict(network_dtype='mixed_bfloat16',
+                        dequantization='variational'),
+    'spline': dict(network_dtype='mixed_bfloat16', coupling='spline'),
+    'glow': dict(network_dtype='mixed_bfloat16', step='glow'),
+    'recipe': dict(network_dtype='mixed_bfloat16', warmup_steps=20,
+                   lr_decay='cosine'),
 }
 REFERENCE = 'reference'
 
