@@ -61,8 +61,10 @@ RESOLVED_ONLY = {
 }
 # The recipe is the same code on any data: it trains on 2-D data, and is
 # resolved on images; the 2-D length from --epochs is a constant's multiple
-# (images count their split).
-RESOLVED_ON = {'image': {'lr_decay', 'ema_decay', 'jit', 'strategy'},
+# (images count their split). A learned dequantization trains in
+# test_trainer's `dequantized_runs`.
+RESOLVED_ON = {'image': {'lr_decay', 'ema_decay', 'jit', 'strategy',
+                         'dequantization'},
                '2d': {'epochs'}}
 
 
