@@ -80,6 +80,11 @@ CONFIGS = {
     'recipe': dict(network_dtype='mixed_bfloat16', warmup_steps=20,
                    lr_decay='cosine'),
 }
+# Their combinations with Glow steps.
+CONFIGS.update({
+    'glow_variational': dict(CONFIGS['glow'], dequantization='variational'),
+    'glow_recipe': dict(CONFIGS['recipe'], step='glow'),
+})
 REFERENCE = 'reference'
 
 FLAGS = flags.FLAGS
