@@ -112,14 +112,16 @@ class VariationalDequantization(OnePassBijector):
     return tf.minimum(x + tf.sigmoid(e), (x + 1.) * (1. - eps))
 
   def _forward_and_log_det(self, v):
-    self._check_images(v)
-    x, e, moved, log_det = self._moved_noise(v, 'forward')
-    return self._cell(x, moved), log_det + self._sum_event(
-        _log_sigmoid_slope(moved) - _log_sigmoid_slope(e))
+    return self._within_cells(v, 'forward')
 
   def _inverse_and_log_det(self, y):
-    self._check_images(y)
-    x, e, moved, log_det = self._moved_noise(y, 'inverse')
+    return self._within_cells(y, 'inverse')
+
+  def _within_cells(self, v, direction):
+    """The map of `direction` (the inverse is the same formula through
+    `g^{-1}`) and its log-det."""
+    self._check_images(v)
+    x, e, moved, log_det = self._moved_noise(v, direction)
     return self._cell(x, moved), log_det + self._sum_event(
         _log_sigmoid_slope(moved) - _log_sigmoid_slope(e))
 
