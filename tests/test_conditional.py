@@ -273,10 +273,11 @@ def test_quantities_without_a_closed_form_say_so(method):
 
 def test_a_conditional_run_beats_the_unconditional_one_and_serves_labels(
     tmp_path):
-  common = dict(dataset='8gaussians', batch_size=256, train_steps=100,
-                num_coupling_layers=4, hidden_units=(64, 64), eval_every=100,
-                checkpoint_every=100, learning_rate=3e-3, warmup_steps=0,
-                lr_decay='none', seed=0)
+  # Affine couplings: they trace in half the time of the 2-D default's splines.
+  common = dict(dataset='8gaussians', flow='realnvp', batch_size=256,
+                train_steps=100, num_coupling_layers=4, hidden_units=(64, 64),
+                eval_every=100, checkpoint_every=100, learning_rate=3e-3,
+                warmup_steps=0, lr_decay='none', seed=0)
   conditional = training.train_and_evaluate(experiment.resolve(
       config_lib.Config(model_dir=str(tmp_path / 'conditional'),
                         conditional=True, **common)))

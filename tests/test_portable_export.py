@@ -16,7 +16,6 @@ from absl import logging as absl_logging
 from absl.testing import flagsaver
 import keras
 import numpy as np
-import onnxruntime
 import pytest
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
@@ -290,9 +289,11 @@ def bfloat16_ops(export_dir):
 
 def test_a_mixed_bfloat16_run_exports_in_float32(mixed_run, evaluate_py,
                                                  tmp_path, monkeypatch):
-  """The SavedModel of train.py --export, and the SavedModel, TFLite and
-  ONNX files of evaluate.py, compute in float32 the density of the averaged
-  weights: that of the run's checkpoint read into a float32 flow."""
+  """The SavedModel of train.py --export, and the SavedModel and TFLite
+  files of evaluate.py, compute in float32 the density of the averaged
+  weights: that of the run's checkpoint read into a float32 flow. (ONNX
+  converts the same float32 twin; `test_runtime_matches_the_saved_model`
+  runs its converter on float32 flows.)"""
   float32_run = tmp_path / 'float32'
   shutil.copytree(mixed_run / 'checkpoints', float32_run / 'checkpoints')
   config = tf_realnvp.config.Config.load(str(mixed_run))
@@ -315,15 +316,12 @@ def test_a_mixed_bfloat16_run_exports_in_float32(mixed_run, evaluate_py,
   monkeypatch.setattr(portable, 'PORTABLE_SIGNATURES',
                       {'log_prob': 'log_prob'})
   run_evaluate_py(evaluate_py, f'--model_dir={mixed_run}', '--eval_batches=1',
-                  '--export_formats=saved_model,tflite,onnx')
+                  '--export_formats=saved_model,tflite')
   check_saved_model('evaluate.py')
   export = mixed_run / 'export'
   tflite = tf.lite.Interpreter(
       model_path=str(export / 'log_prob.tflite')).get_signature_runner()
   np.testing.assert_allclose(tflite(x=x)['log_prob'], want, rtol=1e-5)
-  onnx = onnxruntime.InferenceSession(str(export / 'log_prob.onnx'),
-                                      providers=['CPUExecutionProvider'])
-  np.testing.assert_allclose(onnx.run(None, dict(x=x))[0], want, rtol=1e-5)
 
 
 def test_a_float32_twin_needs_the_same_variables(mixed_run):
