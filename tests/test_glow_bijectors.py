@@ -9,6 +9,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tf_realnvp import bijectors
+from tf_realnvp import training_mode
 from tf_realnvp.bijectors.actnorm import ActNorm
 from tf_realnvp.bijectors.actnorm import VARIANCE_FLOOR
 from tf_realnvp.bijectors.invertible_conv import InvertibleConv1x1
@@ -180,3 +181,26 @@ def test_two_instances_of_one_size_do_not_share_cached_results(make):
   np.testing.assert_allclose(b.inverse(y), b.inverse(tf.identity(y)),
                              rtol=1e-6)
   assert not np.allclose(b.inverse(y), x)
+
+
+def test_frozen_traces_assign_nothing_and_solve_nothing():
+  """In `training_mode.frozen()` (exports that store weights as constants)
+  an uninitialized ActNorm computes with the values it holds, and the 1x1
+  convolution decodes by a product with W^{-1}, no triangular solve: the
+  same map as its solves, and no op that assigns or solves in the trace."""
+  event_shape = (4, 4, 3)
+  flow = tfb.Chain([conv1x1(event_shape), ActNorm(3, dtype=tf.float64)])
+  x = data(event_shape)
+  with training_mode.frozen():
+    forward = tf.function(flow.forward).get_concrete_function(x)
+    inverse = tf.function(flow.inverse).get_concrete_function(x)
+  ops = {node.type for function in (forward, inverse)
+         for node in function.graph.get_operations()}
+  assert not ops & {'AssignVariableOp', 'MatrixTriangularSolve', 'If',
+                    'StatelessIf'}, ops
+  y = forward(x)
+  np.testing.assert_allclose(y, flow.bijectors[0].forward(x), rtol=1e-12)
+  assert not flow.bijectors[1].initialized.numpy()
+  np.testing.assert_allclose(inverse(y), x, rtol=1e-9, atol=1e-9)
+  np.testing.assert_allclose(inverse(x), flow.inverse(x), rtol=1e-9,
+                             atol=1e-9)

@@ -1,4 +1,4 @@
-"""Training or evaluation mode, for the layers whose output depends on it.
+"""Training, evaluation or frozen mode, for the layers whose output depends on it.
 
 Batch normalization (inside the s/t networks, `networks.ResNetConditioner`
 with `batch_norm=True`, and as a bijector, `bijectors.BatchNorm`) normalizes
@@ -10,35 +10,57 @@ no `training` argument, so the mode is set around them:
       loss = -tf.reduce_mean(flow.log_prob(x))   # batch statistics, updated
 
 Outside the block every layer is in evaluation mode: each example's density
-is a function of that example alone. The mode is read when a function is
-traced: a `tf.function` traced in one mode keeps it, so trace training and
-evaluation steps as separate functions (as the trainer does).
+is a function of that example alone.
 
-The mode is one setting of the process, not of a thread or a context: the
-replicas of a `MirroredStrategy` run in threads of their own, and they see
-the mode set around `strategy.run` as well as one set inside each replica
-(the process is in training mode while any block is open).
+Frozen mode is evaluation mode for a trace that a file format stores with its
+weights as constants (TFLite, ONNX: `serving.portable`): no layer assigns a
+variable (Glow's `ActNorm` computes with the values it holds instead of
+initializing itself on a first batch), and an inverse that would solve a
+linear system multiplies by the inverse matrix computed when tracing (Glow's
+`InvertibleConv1x1`: TFLite has no triangular solve).
+
+A mode is read when a function is traced: a `tf.function` traced in one mode
+keeps it, so trace training and evaluation steps as separate functions (as
+the trainer does). A mode is one setting of the process, not of a thread or a
+context: the replicas of a `MirroredStrategy` run in threads of their own,
+and they see the mode set around `strategy.run` as well as one set inside
+each replica (the process is in a mode while any block of it is open).
 """
 
+import collections
 import contextlib
 import threading
 
 _lock = threading.Lock()
-_open_blocks = [0]
+_open_blocks = collections.Counter()
 
 
 def is_training():
   """Whether the code running now is in training mode."""
-  return _open_blocks[0] > 0
+  return _open_blocks['training'] > 0
+
+
+def is_frozen():
+  """Whether the code running now is traced with its weights as constants."""
+  return _open_blocks['frozen'] > 0
 
 
 @contextlib.contextmanager
-def training():
-  """Runs the block in training mode."""
+def _block(mode):
   with _lock:
-    _open_blocks[0] += 1
+    _open_blocks[mode] += 1
   try:
     yield
   finally:
     with _lock:
-      _open_blocks[0] -= 1
+      _open_blocks[mode] -= 1
+
+
+def training():
+  """Runs the block in training mode."""
+  return _block('training')
+
+
+def frozen():
+  """Runs the block in frozen mode (module docstring)."""
+  return _block('frozen')

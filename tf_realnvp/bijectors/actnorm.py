@@ -3,6 +3,7 @@
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tf_realnvp import training_mode
 from tf_realnvp.bijectors.own_variables import OwnVariables
 
 # Added to the per-channel variance before the log at initialisation, so a
@@ -34,7 +35,9 @@ class ActNorm(OwnVariables, tfp.bijectors.Bijector):
   XLA (`jit_compile=True`), and the first `flow.log_prob(batch)` of a
   distribution built on `Invert(...)` of this bijector initializes it (an
   empty batch leaves it to the next one). Calls
-  in the latent-to-data direction (`inverse`, sampling) never initialize.
+  in the latent-to-data direction (`inverse`, sampling) never initialize, nor
+  does any call traced in `tf_realnvp.training_mode.frozen()` (an export to a
+  format that stores the weights as constants).
   The flag is a variable, so a checkpoint restores it with `loc` and
   `log_scale` and a restored bijector is not initialized again. Under a
   `tf.distribute` strategy, call `initialize` on a batch in cross-replica
@@ -116,6 +119,8 @@ class ActNorm(OwnVariables, tfp.bijectors.Bijector):
     self._initialized.assign(True)
 
   def _initialize_once(self, x):
+    if training_mode.is_frozen():
+      return  # The values it holds are the weights (`training_mode.frozen`).
     # An empty batch has no statistics (its moments are NaN): it waits.
     tf.cond(self._initialized | tf.equal(tf.size(x), 0), lambda: None,
             lambda: self.initialize(x))

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tf_realnvp import training_mode
 from tf_realnvp.bijectors.own_variables import OwnVariables
 
 
@@ -15,7 +16,9 @@ class InvertibleConv1x1(OwnVariables, tfp.bijectors.Bijector):
   broadcasts over the others, which for images is a 1x1 convolution:
 
       forward:  z = W x                      (per position)
-      inverse:  x = W^{-1} z                 (two triangular solves)
+      inverse:  x = W^{-1} z                 (two triangular solves; traced
+                                              in `training_mode.frozen()`,
+                                              a product with W^{-1})
       log|det dz/dx| = sum_c log|s_c|        per position
 
   so with `event_ndims=3` TFP's reduction over the event gives
@@ -104,6 +107,11 @@ class InvertibleConv1x1(OwnVariables, tfp.bijectors.Bijector):
     return self._matvec_lu.forward(x)
 
   def _inverse(self, y):
+    if training_mode.is_frozen():
+      # W^{-1} now, as a constant: formats without a triangular solve.
+      with tf.init_scope():
+        inverse = tf.constant(np.linalg.inv(self.weight().numpy()), self.dtype)
+      return tf.linalg.matvec(inverse, y)
     return self._matvec_lu.inverse(y)
 
   def _forward_log_det_jacobian(self, x):

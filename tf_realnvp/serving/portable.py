@@ -34,6 +34,10 @@ two constructs of the SavedModel's graph do not convert to ONNX:
 - `BroadcastArgs` in the base `tfd.Sample(Normal)`'s `log_prob`, which
   ONNX lacks: the standard Normal's log-density is written out here.
 
+The traces are made in `training_mode.frozen()`, as the formats store the
+weights as constants: no variable is assigned (Glow's `ActNorm` computes
+with the values it holds) and Glow's 1x1 convolution decodes by a product
+with its inverse, computed when tracing (TFLite has no triangular solve).
 Each trace is saved as a SavedModel in a temporary directory, from which
 TF's `TFLiteConverter` or `tf2onnx` converts one signature at a time. A
 family whose trace has an op a format lacks raises `PortableExportError`
@@ -53,6 +57,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from tf_realnvp import training_mode
 from tf_realnvp.bijectors.context import CONDITIONAL_INPUT
 from tf_realnvp.config.settings import ConfigError
 from tf_realnvp.serving.saved_model import ExportedFlow
@@ -199,14 +204,6 @@ def _onnx(saved_model_dir, signature):
     graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
         saved_model_dir, None, None, tag='serve', signatures=[signature],
         return_tensors_to_rename=True)
-  except tf.errors.InvalidArgumentError as error:
-    # Freezing turns each variable into a constant; one that the graph
-    # assigns (Glow's ActNorm initializes itself from its first batch, in a
-    # tf.cond) is then a constant where a resource is expected.
-    raise PortableExportError(
-        f'ONNX cannot express AssignVariableOp of this flow ({signature}): '
-        'tf2onnx freezes the variables, and ActNorm assigns its own on the '
-        'first batch; export it as a SavedModel or TFLite.') from error
   except ValueError as error:
     # tf2onnx cannot freeze a tf.while_loop vectorized by tf.vectorized_map
     # (MAF's and IAF's autoregressive pass, FFJORD's ODE solver).
@@ -331,6 +328,13 @@ def export_portable(flow, export_dir, formats=('tflite', 'onnx')):
   """
   check_formats(formats)
   os.makedirs(export_dir, exist_ok=True)
+  with training_mode.frozen():
+    return _export_frozen(flow, export_dir, formats)
+
+
+def _export_frozen(flow, export_dir, formats):
+  """`export_portable`'s files, traced (and the probe's answers computed) in
+  `training_mode.frozen()`: the files store the weights as constants."""
   exported = ExportedFlow(flow)
   paths = {}
   for fmt in formats:
