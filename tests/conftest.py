@@ -1,6 +1,6 @@
 """Test settings: quiet TensorFlow; two logical CPUs; the entry scripts
-importable from tests; every test starts from the same random state and sees
-hardware without native bfloat16; the slowest files first and the tests of a
+importable from tests; every test starts in an empty working directory, from
+the same random state, and sees hardware without native bfloat16; the slowest files first and the tests of a
 shared fixture together, so the two xdist workers finish together."""
 
 import os
@@ -98,6 +98,14 @@ def two_replicas():
   started"), so the tests share this one.
   """
   return tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+
+
+@pytest.fixture(autouse=True)
+def empty_working_directory(tmp_path, monkeypatch):
+  """Each test starts in an empty working directory of its own: a setting
+  left to default resolves to a new run, never to one in `runs/` (train.py's
+  default model directory, relative) that a user or another test left."""
+  monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(autouse=True)

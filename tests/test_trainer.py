@@ -295,18 +295,18 @@ def test_defaults_left_to_a_resumed_run_keep_its_values(tmp_path):
     # The recipe's 200 warmup steps, at most a tenth of the run.
     (dict(train_steps=100), dict(warmup_steps=10, lr_decay='cosine')),
     (dict(train_steps=6000), dict(warmup_steps=200, lr_decay='cosine')),
-    (dict(), dict(warmup_steps=200, train_steps=6000)),
+    (dict(), dict(warmup_steps=200, train_steps=3000)),
     (dict(dataset='8gaussians', train_steps=30), dict(warmup_steps=3)),
     (dict(flow='realnvp', train_steps=50), dict(warmup_steps=5)),
-    # The length from --epochs: 0.05 of 100,000 points in batches of 256.
-    (dict(dataset='circles', epochs=0.05), dict(warmup_steps=2,
+    # The length from --epochs: 0.05 of 100,000 points in batches of 512.
+    (dict(dataset='circles', epochs=0.05), dict(warmup_steps=1,
                                                 train_steps=None)),
     (dict(lr_decay='cosine', train_steps=5), dict(warmup_steps=0)),
     # A warmup given: a default decay yields, then a default length.
     (dict(warmup_steps=300, train_steps=100), dict(lr_decay='none')),
-    (dict(warmup_steps=300), dict(lr_decay='cosine', train_steps=6000)),
+    (dict(warmup_steps=300), dict(lr_decay='cosine', train_steps=3000)),
     (dict(lr_decay='cosine', warmup_steps=7000),
-     dict(train_steps=13000, lr_decay='cosine')),
+     dict(train_steps=10000, lr_decay='cosine')),
     # Images: the paper's constant rate does not depend on the length.
     (dict(dataset='cifar10', train_steps=5), dict(warmup_steps=0,
                                                   lr_decay='none')),
@@ -322,7 +322,7 @@ def test_defaults_adapt_to_the_settings_given(settings, expected):
      '--warmup_steps=40 leaves none of the --train_steps=40'),
     (dict(dataset='circles', lr_decay='cosine', warmup_steps=40,
           epochs=0.05),
-     r'--warmup_steps=40 leaves none of the --epochs=0.05 \(20 steps\)'),
+     r'--warmup_steps=40 leaves none of the --epochs=0.05 \(10 steps\)'),
 ])
 def test_only_settings_given_conflict(settings, message):
   with pytest.raises(experiment.ConfigError, match=message):
@@ -439,8 +439,9 @@ def test_resume_with_the_other_dequantization_is_one_line_and_exit_2(
 def test_a_run_from_before_dequantization_resumes_and_evaluates_as_uniform(
     tmp_path, dequantized_runs, monkeypatch):
   """A config.json without the field is a uniform run, whatever the
-  default: with another default it is evaluated as uniform, and it
-  resumes without the flag."""
+  default: with other defaults (learned dequantization, Glow steps) it is
+  evaluated as uniform, and it resumes as the run it was (`KEPT_ON_RESUME`)
+  with a command that leaves them unset."""
   shutil.copytree(dequantized_runs / 'uniform', tmp_path / 'uniform')
   path = tmp_path / 'uniform' / 'config.json'
   values = json.loads(path.read_text())
@@ -449,14 +450,39 @@ def test_a_run_from_before_dequantization_resumes_and_evaluates_as_uniform(
   path.write_text(json.dumps(values))
   with monkeypatch.context() as patch:
     patch.setitem(presets.IMAGE_DEFAULTS, 'dequantization', 'variational')
+    patch.setitem(presets.IMAGE_DEFAULTS, 'flow', 'glow')
     _, flow, _ = evaluation.restore_flow(str(tmp_path / 'uniform'))
-  assert not isinstance(first_layer(flow), VariationalDequantization)
-  result = train(image_config(dequantized_runs,
-                              model_dir=str(tmp_path / 'uniform'),
-                              train_steps=4))
+    assert not isinstance(first_layer(flow), VariationalDequantization)
+    result = train(image_config(dequantized_runs,
+                                model_dir=str(tmp_path / 'uniform'),
+                                train_steps=4))
   assert result['step'] == 4
-  assert config_lib.Config.load(str(tmp_path / 'uniform')).dequantization == (
-      'uniform')
+  resumed = config_lib.Config.load(str(tmp_path / 'uniform'))
+  assert (resumed.dequantization, resumed.flow) == ('uniform', 'realnvp')
+  assert 'flow' not in resumed.given
+
+
+def test_a_2d_run_of_the_earlier_defaults_resumes_with_them(tmp_path):
+  """A 2-D run trained when the defaults were 256 points per batch and 8
+  spline bins (recorded, not given) resumes with them; --restart starts over
+  with today's."""
+  common = dict(dataset='moons', model_dir=str(tmp_path), jit=False,
+                num_coupling_layers=2, hidden_units=(8,), eval_batches=1,
+                export=False)
+  train(config_lib.Config(train_steps=2, batch_size=256, spline_bins=8,
+                          **common))
+  saved = config_lib.Config.load(str(tmp_path))
+  dataclasses.replace(saved, given=tuple(
+      name for name in saved.given
+      if name not in ('batch_size', 'spline_bins'))).save(str(tmp_path))
+  assert train(config_lib.Config(train_steps=4, **common))['step'] == 4
+  resumed = config_lib.Config.load(str(tmp_path))
+  assert (resumed.batch_size, resumed.spline_bins) == (256, 8)
+  assert not {'batch_size', 'spline_bins'} & set(resumed.given)
+  restarted = experiment.resolve(config_lib.Config(restart=True, **common))
+  assert (restarted.config.batch_size, restarted.config.spline_bins) == (
+      presets.VECTOR_DEFAULTS['batch_size'],
+      presets.VECTOR_FLOW_DEFAULTS['nsf']['spline_bins'])
 
 
 def _with_nan_batches(monkeypatch, bad_batches):
@@ -552,6 +578,8 @@ def test_other_flows_train_and_stay_exact_bijections(tmp_path, flow):
     (dict(num_scales=3), 'num_scales does not apply to realnvp on moons'),
     (dict(flow='ffjord', num_coupling_layers=4),
      'num_coupling_layers does not apply to ffjord'),
+    (dict(flow='ffjord', num_coupling_layers=None, jit=True),
+     '--jit does not apply to ffjord on moons: XLA cannot compile'),
     (dict(dataset='cifar10', num_coupling_layers=None, hidden_units=(8,)),
      'hidden_units does not apply to realnvp on cifar10'),
     (dict(dataset='cifar10', num_coupling_layers=None, hidden_units=None,
@@ -596,20 +624,23 @@ def test_resolve_fills_the_defaults_of_the_data_and_the_flow():
       presets.VECTOR_DEFAULTS['train_steps'],
       presets.VECTOR_DEFAULTS['eval_every'])
   assert moons.flow == presets.VECTOR_DEFAULTS['flow'] == 'nsf'
-  assert moons.learning_rate == presets.VECTOR_RECIPES['nsf']['learning_rate']
+  assert moons.learning_rate == presets.VECTOR_FLOW_DEFAULTS['nsf']['learning_rate']
   assert (moons.num_coupling_layers, moons.hidden_units, moons.spline_bins,
-          moons.spline_bound) == (4, (64, 64), 8, 6.)
+          moons.spline_bound) == (4, (64, 64), 16, 6.)
+  # XLA: on for nsf on 2-D data; left to the hardware otherwise (the
+  # trainer: on with GPUs, off on the CPU).
+  assert moons.jit is True
   affine = experiment.resolve(config_lib.Config(flow='realnvp')).config
-  assert affine.learning_rate == presets.VECTOR_RECIPES['realnvp'][
+  assert affine.learning_rate == presets.VECTOR_FLOW_DEFAULTS['realnvp'][
       'learning_rate']
   assert (affine.num_coupling_layers, affine.hidden_units) == (8, (128, 128))
-  assert affine.spline_bins is None
+  assert affine.spline_bins is None and affine.jit is None
   assert moons.num_scales is None and moons.image_size is None
   cifar = experiment.resolve(config_lib.Config(dataset='cifar10'))
   assert (cifar.config.batch_size, cifar.config.epochs) == (64, 100)
   assert (cifar.config.num_scales, cifar.config.num_res_blocks,
           cifar.config.num_filters) == (2, 8, 64)
-  assert cifar.config.hidden_units is None
+  assert cifar.config.hidden_units is None and cifar.config.jit is None
   assert cifar.config.dequantization == presets.IMAGE_DEFAULTS[
       'dequantization'] == 'uniform'
   assert moons.dequantization is None

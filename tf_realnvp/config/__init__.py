@@ -16,9 +16,10 @@ from tf_realnvp.config.settings import Config
 from tf_realnvp.config.settings import ConfigError
 from tf_realnvp.config.settings import flag_fields
 from tf_realnvp.config.settings import ADAPTIVE_DEFAULT_FIELDS
+from tf_realnvp.config.settings import KEPT_ON_RESUME
 from tf_realnvp.config.settings import RESUME_FIELDS
 
 __all__ = [
     'ABSENT_FIELD_VALUES', 'Config', 'ConfigError', 'flag_fields',
-    'ADAPTIVE_DEFAULT_FIELDS', 'RESUME_FIELDS',
+    'ADAPTIVE_DEFAULT_FIELDS', 'KEPT_ON_RESUME', 'RESUME_FIELDS',
 ]

@@ -74,6 +74,10 @@ def check_model(config, data):
   if unused:
     raise ConfigError(f'--{unused[0]} does not apply to {what}; leave it '
                       'unset.')
+  if config.jit and config.flow == 'ffjord':
+    # Its ODE solver's gradient loops accumulate into lists of unknown size.
+    raise ConfigError(f'--jit does not apply to {what}: XLA cannot compile '
+                      'its ODE solver; leave it unset.')
   if config.batch_norm != 'none':
     needs = ('conditioner_options' if config.batch_norm == 'networks'
              else 'batch_norm_couplings')

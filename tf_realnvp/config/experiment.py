@@ -171,16 +171,17 @@ def _resolve(config, source=None):
   if source is None:
     source = _describe(config)
   checks.check_data_settings(config, source)
+  config = _with_settings_on_disk(config, source)
   data = source
   defaults = dict(presets.IMAGE_DEFAULTS if data.is_image
                   else presets.VECTOR_DEFAULTS)
-  if config.train_steps is not None or config.epochs is not None:
-    defaults.pop('train_steps', None)  # The user chose the length.
-    defaults.pop('epochs', None)
   flow = config.flow or defaults['flow']
   defaults.update(presets.PAPER_RECIPE)
   if not data.is_image:
-    defaults.update(presets.VECTOR_RECIPES.get(flow, {}))
+    defaults.update(presets.VECTOR_FLOW_DEFAULTS.get(flow, {}))
+  if config.train_steps is not None or config.epochs is not None:
+    defaults.pop('train_steps', None)  # The user chose the length.
+    defaults.pop('epochs', None)
   if source.resizes:
     defaults.update(image_size=source.default_image_size)
   unset = {name for name in _LENGTH_AND_RECIPE if getattr(config, name) is None}
@@ -269,6 +270,26 @@ def _describe(config):
                              download=config.download)
   except ValueError as error:
     raise ConfigError(f'--dataset={config.dataset}: {error}') from None
+
+
+def _with_settings_on_disk(config, source):
+  """`config` with the model and batch settings it leaves unset
+  (`config_lib.KEPT_ON_RESUME`) taken from the run in its model directory,
+  if there is one to resume: a run goes on as it was trained, whatever the
+  defaults have become since. Done before the defaults, which depend on the
+  flow. (The adaptive defaults are kept after them: `resumed`.)"""
+  model_dir = config.model_dir or os.path.join('runs', run_name(source))
+  if config.restart or not os.path.exists(
+      os.path.join(model_dir, 'config.json')):
+    return config
+  saved = config_lib.Config.load(model_dir)
+  if (saved.dataset != config.dataset or saved.flow not in flows.FLOWS
+      or config.flow not in (None, saved.flow)):
+    return config  # Another run than the one asked: `check_resumable` says.
+  unused = checks.ignored_settings(saved, source)
+  return dataclasses.replace(config, **{
+      name: getattr(saved, name) for name in config_lib.KEPT_ON_RESUME
+      if getattr(config, name) is None and name not in unused})
 
 
 def run_name(source):

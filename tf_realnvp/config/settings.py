@@ -46,6 +46,14 @@ RESUME_FIELDS = (
 # The length of a run (train_steps, epochs) is not among them: a resumed run
 # may train further, and a decaying learning rate is then re-planned
 # (`training.optimizers`).
+# The fields of a resumed run that the command leaves unset and that keep
+# the run's values, whatever the defaults have become since: the model's and
+# the batch's (not the data's, which the command names). A config.json
+# without one of them reads as `ABSENT_FIELD_VALUES` says.
+KEPT_ON_RESUME = (
+    'flow', 'num_scales', 'num_res_blocks', 'num_filters',
+    'num_coupling_layers', 'hidden_units', 'spline_bins', 'spline_bound',
+    'batch_size', 'learning_rate', 'dequantization')
 # Fields whose defaults adapt, to the run's length (the recipe's warmup and
 # decay) or to the hardware (mixed_precision): a resumed run keeps its own
 # values of those the command does not give.
@@ -132,7 +140,8 @@ class Config:
       '64,64), of MADE (maf, iaf; 128,128) or of the ODE network (ffjord; '
       '64,64,64).')
   spline_bins: Optional[int] = _field(
-      None, 'nsf: bins of each rational-quadratic spline (default 8).')
+      None, 'nsf: bins of each rational-quadratic spline (default 8; 2-D '
+      f'data: {presets.VECTOR_FLOW_DEFAULTS["nsf"]["spline_bins"]}).')
   spline_bound: Optional[float] = _field(
       None, 'nsf: each spline acts on [-B, B] and is the identity outside '
       '(default 6; images: in logit space).')
@@ -163,11 +172,13 @@ class Config:
 
   # Optimisation (Dinh et al. 2017, Sec. 4.1: Adam, L2 5e-5 on weight scales).
   batch_size: Optional[int] = _field(
-      None, 'Global batch size, split across replicas (default: 64 for '
-      'images as in the paper, 256 for 2-D data).')
+      None, 'Global batch size, split across replicas (default: '
+      f'{presets.IMAGE_DEFAULTS["batch_size"]} for images as in the paper, '
+      f'{presets.VECTOR_DEFAULTS["batch_size"]} for 2-D data).')
   train_steps: Optional[int] = _field(
-      None, 'Steps to train (default: --epochs, else 6000 for 2-D data, '
-      'measured in BENCHMARKS.md).')
+      None, 'Steps to train (default: --epochs, else '
+      f'{presets.VECTOR_DEFAULTS["train_steps"]} for 2-D data, measured in '
+      'BENCHMARKS.md).')
   epochs: Optional[float] = _field(
       None, 'Epochs to train, if --train_steps is unset (default for images: '
       '100, as the PyTorch reference implementation, chrischute/real-nvp).')
@@ -204,8 +215,8 @@ class Config:
       'over all GPUs, else one CPU device), one_device, mirrored or '
       'multi_worker (MultiWorkerMirroredStrategy configured by TF_CONFIG).')
   jit: Optional[bool] = _field(
-      None, 'XLA-compile the per-replica step (default: on with GPUs, off on '
-      'CPU, where it measured slower).')
+      None, 'XLA-compile the per-replica step (default: on with GPUs and for '
+      'nsf on 2-D data; off for the rest on CPU, where it measured slower).')
   deterministic: bool = _field(
       True, 'Deterministic ops, so a resumed run equals an uninterrupted one.')
 
