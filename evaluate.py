@@ -37,8 +37,10 @@ from tf_realnvp import evaluation
 from tf_realnvp.config import experiment as experiment_lib
 
 flags.DEFINE_string('model_dir', None, 'The --model_dir of a training run.')
-flags.DEFINE_integer('num_dequantizations', 1,
-                     'Images: dequantization noise draws to average over.')
+flags.DEFINE_integer(
+    'num_dequantizations', None, 'Images: dequantization noise draws to '
+    'average over (default: --importance_samples, so that both bounds come '
+    'from the same draws).')
 flags.DEFINE_integer(
     'importance_samples', 1, 'Images: with K > 1, also the importance-'
     'weighted bound of K dequantization draws per image (tighter).')
@@ -74,7 +76,8 @@ def main(argv):
     portable.check_formats(portable_formats)
   if FLAGS.score is not None:
     result = evaluation.scoring.score_run(
-        FLAGS.model_dir, FLAGS.score, FLAGS.num_dequantizations,
+        FLAGS.model_dir, FLAGS.score,
+        FLAGS.num_dequantizations or FLAGS.importance_samples,
         FLAGS.score_batch)
   else:
     result = evaluation.evaluate(FLAGS.model_dir, FLAGS.num_dequantizations,

@@ -687,14 +687,14 @@ def test_cifar10_mock_train_and_evaluate(tmp_path):
 
 def test_evaluate_reports_the_importance_weighted_bound_of_a_variational_run(
     dequantized_runs, tmp_path):
-  """With `importance_samples=K` as many as the draws, each image's bound
-  averages the draws' likelihoods instead of their logs: never above the
-  draws' mean bits/dim (Jensen), below it for a learned noise."""
+  """With `importance_samples=K`, the one-draw bound averages the same K
+  draws by default, and each image's importance-weighted bound averages the
+  draws' likelihoods instead of their logs: never above the draws' mean
+  bits/dim (Jensen), below it for a learned noise."""
   model_dir = tmp_path / 'run'
   shutil.copytree(dequantized_runs / 'variational', model_dir)
-  result = evaluation.evaluate(str(model_dir), num_dequantizations=3,
-                               importance_samples=3)
-  assert result['importance_samples'] == 3
+  result = evaluation.evaluate(str(model_dir), importance_samples=3)
+  assert result['importance_samples'] == result['num_dequantizations'] == 3
   weighted = result['test_bits_per_dim_importance_weighted']
   assert weighted < result['test_bits_per_dim'] - 1e-4
   saved = json.loads((model_dir / 'eval.json').read_text())

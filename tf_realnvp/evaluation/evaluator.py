@@ -111,12 +111,13 @@ def check_importance_samples(importance_samples):
         f'--importance_samples must be at least 1, got {importance_samples}.')
 
 
-def evaluate(model_dir, num_dequantizations=1, temperature=1.0,
+def evaluate(model_dir, num_dequantizations=None, temperature=1.0,
              eval_batches=None, export=False, importance_samples=1):
   """Evaluates the latest checkpoint in `model_dir`; returns the eval.json dict.
 
   The test figure (bits/dim averaged over `num_dequantizations` noise draws
-  for images, NLL in nats for 2-D data) goes to `model_dir/eval.json` and to
+  for images, by default `importance_samples`, so that the two bounds below
+  come from the same draws; NLL in nats for 2-D data) goes to `model_dir/eval.json` and to
   TensorBoard (`model_dir/eval`). For images, a bound on the discrete
   likelihood: uniform dequantization's, or with a learned dequantization
   the variational one (Flow++'s). With `importance_samples=K > 1`, images
@@ -129,8 +130,10 @@ def evaluate(model_dir, num_dequantizations=1, temperature=1.0,
   if not temperature > 0:
     raise experiment_lib.ConfigError(
         f'--temperature must be positive, got {temperature}.')
-  check_num_dequantizations(num_dequantizations)
   check_importance_samples(importance_samples)
+  if num_dequantizations is None:
+    num_dequantizations = importance_samples
+  check_num_dequantizations(num_dequantizations)
   experiment, flow, step = restore_flow(model_dir)
   evaluator = Evaluator(flow, tf.distribute.get_strategy())
 
