@@ -155,23 +155,28 @@ def resolve(config):
   defaults (`_fit_recipe`); known from `--epochs`, it is counted from the
   training split's size (`Experiment.total_steps`). The hardware decides
   an unset `mixed_precision` of an image run: on where it computes bfloat16
-  natively (`hardware.bfloat16_support`), else off.
+  natively (`hardware.bfloat16_support`), else off. Where the model
+  directory holds a run to resume, the model and batch settings left unset
+  are that run's (`config.KEPT_ON_RESUME`), not today's defaults.
 
   Raises:
     ConfigError: for a setting that cannot work, with what to do instead.
   """
   checks.check_values(config)
-  return _resolve(config)
+  return _resolve(config, run_on_disk=True)
 
 
-def _resolve(config, source=None):
-  """`resolve`, with the `source` of `config`'s dataset if already made."""
+def _resolve(config, source=None, run_on_disk=False):
+  """`resolve`, with the `source` of `config`'s dataset if already made;
+  with `run_on_disk`, the settings it leaves unset are first taken from the
+  run in its model directory (`_with_settings_on_disk`)."""
   given = config.given_fields()
   config = _with_preset(config)
   if source is None:
     source = _describe(config)
   checks.check_data_settings(config, source)
-  config = _with_settings_on_disk(config, source)
+  if run_on_disk:
+    config = _with_settings_on_disk(config, source)
   data = source
   defaults = dict(presets.IMAGE_DEFAULTS if data.is_image
                   else presets.VECTOR_DEFAULTS)
