@@ -175,6 +175,9 @@ def _resolve(config, source=None, run_on_disk=False):
   if source is None:
     source = _describe(config)
   checks.check_data_settings(config, source)
+  if config.model_dir is None:
+    config = dataclasses.replace(
+        config, model_dir=os.path.join('runs', run_name(source)))
   if run_on_disk:
     config = _with_settings_on_disk(config, source)
   data = source
@@ -193,8 +196,6 @@ def _resolve(config, source=None, run_on_disk=False):
   resolved = dataclasses.replace(config, given=given, **{
       name: value for name, value in defaults.items()
       if getattr(config, name) is None})
-  if resolved.model_dir is None:
-    resolved.model_dir = os.path.join('runs', run_name(source))
   checks.check_model(resolved, data)
   resolved = dataclasses.replace(resolved,
                                  **_model_defaults(resolved, data.event_shape))
@@ -283,11 +284,10 @@ def _with_settings_on_disk(config, source):
   if there is one to resume: a run goes on as it was trained, whatever the
   defaults have become since. Done before the defaults, which depend on the
   flow. (The adaptive defaults are kept after them: `resumed`.)"""
-  model_dir = config.model_dir or os.path.join('runs', run_name(source))
   if config.restart or not os.path.exists(
-      os.path.join(model_dir, 'config.json')):
+      os.path.join(config.model_dir, 'config.json')):
     return config
-  saved = config_lib.Config.load(model_dir)
+  saved = config_lib.Config.load(config.model_dir)
   if (saved.dataset != config.dataset or saved.flow not in flows.FLOWS
       or config.flow not in (None, saved.flow)):
     return config  # Another run than the one asked: `check_resumable` says.
