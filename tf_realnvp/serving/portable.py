@@ -101,8 +101,8 @@ class PortableFlow(tf.Module):
     super().__init__(name='portable_flow')
     self.flow = flow
     self._per_example_trace = per_example
-    self._context = exported._context  # pylint: disable=protected-access
-    self.num_levels = exported._num_levels  # pylint: disable=protected-access
+    self._context = exported.context
+    self.num_levels = exported.num_levels
     self.num_classes = self._context.num_classes if self._context else 0
     self._event_ndims = flow.event_shape.rank
     self._event_size = math.prod(flow.event_shape.as_list())

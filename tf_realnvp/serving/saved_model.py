@@ -132,6 +132,16 @@ class ExportedFlow(tf.Module):
             count, tf.TensorSpec([], flow.dtype, name='temperature'),
             tf.TensorSpec([2], tf.int32, name='seed')] + per_call)
 
+  @property
+  def context(self):
+    """The flow's conditioning (`flows.flow.context_of`), or None."""
+    return self._context
+
+  @property
+  def num_levels(self):
+    """Images: the pixel levels `x` lies below (256); None for vectors."""
+    return self._num_levels
+
   def _context_specs(self, dtype):
     """The context's input specs: `([per event], [per sampling call])`,
     both empty for an unconditional flow."""
