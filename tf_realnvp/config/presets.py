@@ -37,7 +37,7 @@ VECTOR_FLOW_DEFAULTS = dict(
              spline_bins=16, jit=True))
 
 # A recipe's warmup is a default that adapts to the run's length: at most
-# this share of it, so the measured 6000-step recipe keeps its 200 steps and
+# this share of it, so the 3000-step default keeps its 200 steps and
 # a 30-step run warms up over 3.
 WARMUP_SHARE = 0.1
 
