@@ -40,7 +40,7 @@ flags.DEFINE_string('model_dir', None, 'The --model_dir of a training run.')
 flags.DEFINE_integer(
     'num_dequantizations', None, 'Images: dequantization noise draws to '
     'average over (default: --importance_samples, so that both bounds come '
-    'from the same draws).')
+    'from the same draws; with --score, 1).')
 flags.DEFINE_integer(
     'importance_samples', 1, 'Images: with K > 1, also the importance-'
     'weighted bound of K dequantization draws per image (tighter).')
@@ -74,17 +74,19 @@ def main(argv):
   if portable_formats:
     from tf_realnvp.serving import portable  # pylint: disable=g-import-not-at-top
     portable.check_formats(portable_formats)
+  # Left unset, each function's own default: evaluate's is
+  # --importance_samples, scoring's one draw.
+  draws = ({} if FLAGS.num_dequantizations is None
+           else dict(num_dequantizations=FLAGS.num_dequantizations))
   if FLAGS.score is not None:
     result = evaluation.scoring.score_run(
-        FLAGS.model_dir, FLAGS.score,
-        FLAGS.num_dequantizations or FLAGS.importance_samples,
-        FLAGS.score_batch)
+        FLAGS.model_dir, FLAGS.score, score_batch=FLAGS.score_batch, **draws)
   else:
-    result = evaluation.evaluate(FLAGS.model_dir, FLAGS.num_dequantizations,
-                                 FLAGS.temperature, FLAGS.eval_batches,
-                                 FLAGS.export or
-                                 'saved_model' in FLAGS.export_formats,
-                                 FLAGS.importance_samples)
+    result = evaluation.evaluate(
+        FLAGS.model_dir, temperature=FLAGS.temperature,
+        eval_batches=FLAGS.eval_batches,
+        export=FLAGS.export or 'saved_model' in FLAGS.export_formats,
+        importance_samples=FLAGS.importance_samples, **draws)
   if portable_formats:
     experiment, flow, _ = evaluation.restore_flow(FLAGS.model_dir)
     result['export'] = portable.export_portable(
