@@ -43,7 +43,8 @@ VALUES = {
 # Other values worth their own case: the strategies that need a cluster or
 # GPUs (multi_worker stops with its ConfigError without TF_CONFIG; mirrored
 # is resolved only, see `RESOLVED_ONLY`).
-MORE_VALUES = {'strategy': ('mirrored', 'multi_worker')}
+MORE_VALUES = {'strategy': ('mirrored', 'multi_worker'),
+               'recompute': ('invertible',)}
 
 # Settings resolved only, where resolving checks all there is to check:
 # where to write, how often, which numbers the compiled step is given; the

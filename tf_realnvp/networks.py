@@ -33,6 +33,7 @@ import keras
 from keras import ops
 import tensorflow as tf
 
+from tf_realnvp import recompute
 from tf_realnvp import training_mode
 from tf_realnvp.bijectors import spline_coupling
 
@@ -91,11 +92,36 @@ class WeightNormDense(keras.layers.Layer):
     return tf.nn.bias_add(y, ops.cast(self.bias, self.compute_dtype))
 
 
+class BatchNormalization(keras.layers.BatchNormalization):
+  """Keras's batch normalization, which in a recomputation for gradients
+  (`tf_realnvp.recompute`) normalizes with the batch's statistics again
+  without updating the running averages a second time."""
+
+  def call(self, inputs, training=None, mask=None):
+    if not (training and recompute.is_recomputing()):
+      return super().call(inputs, training=training, mask=mask)
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context else 1
+    if self.synchronized and replicas > 1:
+      raise ValueError(
+          f'Batch normalization in the s/t networks cannot be recomputed '
+          f'under {replicas} replicas: their statistics would be '
+          'synchronized in the backward pass, which tf.distribute cannot '
+          "order. Build the flow with recompute='none' or without it.")
+    inputs = ops.cast(inputs, 'float32')
+    mean, variance = self._moments(inputs, mask)
+    outputs = ops.batch_normalization(
+        inputs, mean, variance, axis=self.axis,
+        offset=ops.cast(self.beta, 'float32'),
+        scale=ops.cast(self.gamma, 'float32'), epsilon=self.epsilon)
+    return ops.cast(outputs, self.compute_dtype)
+
+
 def _batch_norm(dtype, name):
   """Batch normalization synchronized across replicas, with PyTorch's defaults
   (momentum 0.1 of the batch per update, epsilon 1e-5), which the reference
   implementation trains with."""
-  return keras.layers.BatchNormalization(
+  return BatchNormalization(
       momentum=0.9, epsilon=1e-5, synchronized=True, dtype=dtype, name=name)
 
 

@@ -20,6 +20,7 @@ from tf_realnvp.bijectors.masks import alternating_mask
 from tf_realnvp.bijectors.masks import channel_mask
 from tf_realnvp.bijectors.masks import checkerboard_mask
 from tf_realnvp.bijectors.one_pass import OnePassBijector
+from tf_realnvp.bijectors.reversible import Reversible
 from tf_realnvp.bijectors.spline_coupling import SplineCoupling
 from tf_realnvp.bijectors.squeeze import Squeeze
 from tf_realnvp.bijectors.variational_dequantization import (
@@ -27,7 +28,7 @@ from tf_realnvp.bijectors.variational_dequantization import (
 
 __all__ = [
     'ActNorm', 'AffineCoupling', 'BatchNorm', 'FactorOut', 'InvertibleConv1x1',
-    'LogitPreprocessing', 'OnePassBijector', 'SplineCoupling',
+    'LogitPreprocessing', 'OnePassBijector', 'Reversible', 'SplineCoupling',
     'Squeeze', 'VariationalDequantization', 'alternating_mask',
     'channel_mask', 'checkerboard_mask',
 ]

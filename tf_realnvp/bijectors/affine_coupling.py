@@ -41,7 +41,8 @@ class AffineCoupling(Coupling):
   """
 
   def __init__(self, mask, conditioner, additive=False, context=None,
-               validate_args=False, name='affine_coupling'):
+               recompute_network=False, validate_args=False,
+               name='affine_coupling'):
     """Builds the coupling.
 
     Args:
@@ -51,6 +52,8 @@ class AffineCoupling(Coupling):
         `tf.Module` (whose `tf.Variable`s TF tracks).
       additive: whether the conditioner returns `log_scale=None` (NICE).
       context: a `Context` for a conditional coupling, else `None`.
+      recompute_network: whether the backward pass runs the conditioner
+        again instead of keeping its activations (`tf_realnvp.recompute`).
       validate_args: Python `bool`, whether to check inputs at run time.
       name: name of the bijector.
     """
@@ -58,6 +61,7 @@ class AffineCoupling(Coupling):
     self._additive = additive
     super().__init__(mask, conditioner, context,
                      is_constant_jacobian=additive,
+                     recompute_network=recompute_network,
                      validate_args=validate_args, parameters=parameters,
                      name=name)
 

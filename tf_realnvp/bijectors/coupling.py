@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_probability.python.internal import prefer_static as ps
 
+from tf_realnvp import recompute
 from tf_realnvp.bijectors.one_pass import OnePassBijector
 
 
@@ -36,7 +37,7 @@ class Coupling(OnePassBijector):
   """
 
   def __init__(self, mask, conditioner, context, is_constant_jacobian,
-               validate_args, parameters, name):
+               recompute_network, validate_args, parameters, name):
     """Builds the coupling.
 
     Args:
@@ -46,6 +47,8 @@ class Coupling(OnePassBijector):
         `tf.Variable`s TF tracks).
       context: a `Context` for a conditional coupling, else `None`.
       is_constant_jacobian: whether the log-det does not depend on the input.
+      recompute_network: whether the backward pass runs the conditioner
+        again instead of keeping its activations (`tf_realnvp.recompute`).
       validate_args: Python `bool`, whether to check inputs at run time.
       parameters: the subclass's constructor arguments (TFP's `parameters`).
       name: name of the bijector.
@@ -56,6 +59,7 @@ class Coupling(OnePassBijector):
     self._event_shape = tf.TensorShape(mask.shape)
     self._mask = mask
     self._context = context
+    self._recompute_network = recompute_network
     with tf.name_scope(name) as scope:
       if hasattr(conditioner, 'built') and not conditioner.built:
         dtype = getattr(conditioner, 'compute_dtype', 'float32')
@@ -143,11 +147,17 @@ class Coupling(OnePassBijector):
       kept = tf.broadcast_to(kept, ps.concat([batch_shape, event], axis=0))
     flat = tf.reshape(kept, [-1] + event)
 
-    def run():
+    def network(flat, *context):
       outputs = self._conditioner(flat, **(
-          {} if context is None else dict(context=context)))
+          dict(context=context[0]) if context else {}))
       return [tf.cast(output, dtype)
               for output in self._coupling_parameters(outputs)]
+
+    def run():
+      inputs = [flat] + ([] if context is None else [context])
+      if self._recompute_network:
+        return recompute.recomputed(network, *inputs)
+      return network(*inputs)
 
     def nothing():
       return [tf.zeros([0] + event + list(trailing), dtype)

@@ -59,7 +59,8 @@ class SplineCoupling(Coupling):
   MINIMUM = 1e-3
 
   def __init__(self, mask, conditioner, bins=BINS, bound=BOUND,
-               context=None, validate_args=False, name='spline_coupling'):
+               context=None, recompute_network=False, validate_args=False,
+               name='spline_coupling'):
     """Builds the coupling.
 
     Args:
@@ -69,6 +70,8 @@ class SplineCoupling(Coupling):
       bins: number K of spline bins.
       bound: `B`, the spline acts on `[-B, B]` and is the identity outside.
       context: a `Context` for a conditional coupling, else `None`.
+      recompute_network: whether the backward pass runs the conditioner
+        again instead of keeping its activations (`tf_realnvp.recompute`).
       validate_args: Python `bool`, whether to check inputs at run time.
       name: name of the bijector.
     """
@@ -85,6 +88,7 @@ class SplineCoupling(Coupling):
     self._bins = int(bins)
     self._bound = float(bound)
     super().__init__(mask, conditioner, context, is_constant_jacobian=False,
+                     recompute_network=recompute_network,
                      validate_args=validate_args, parameters=parameters,
                      name=name)
 

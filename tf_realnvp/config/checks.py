@@ -5,6 +5,7 @@ runs them before any data is read.
 """
 
 from tf_realnvp import flows
+from tf_realnvp import recompute
 from tf_realnvp.config import settings as config_lib
 from tf_realnvp.config.settings import ConfigError
 from tf_realnvp.flows import realnvp
@@ -13,6 +14,7 @@ from tf_realnvp.flows import realnvp
 CHOICES = dict(
     flow=tuple(flows.FLOWS),
     dequantization=realnvp.DEQUANTIZATIONS,
+    recompute=recompute.MODES,
     batch_norm=config_lib.BATCH_NORMS,
     lr_decay=config_lib.LR_DECAYS,
     strategy=config_lib.STRATEGIES,
@@ -87,6 +89,16 @@ def check_model(config, data):
           f'--batch_norm={config.batch_norm} does not apply to {what}'
           + ('; for 2-D data use --batch_norm=couplings.'
              if 'batch_norm_couplings' in accepted else '.'))
+  if config.recompute != 'none':
+    if 'recompute' not in accepted:
+      raise ConfigError(f'--recompute applies to the couplings of realnvp, '
+                        f'nice, nsf and glow, not to {what}; leave it unset.')
+    if (config.recompute == 'invertible'
+        and config.batch_norm in ('couplings', 'both')):
+      raise ConfigError(
+          f'--recompute=invertible cannot rebuild the input of the '
+          f'--batch_norm={config.batch_norm} layers, which normalize with '
+          "that input's statistics; use --recompute=networks.")
   if config.mixed_precision and 'network_dtype' not in accepted:
     raise ConfigError(f'--mixed_precision applies to the coupling networks of '
                       f'realnvp, nice, nsf and glow, not to {what}.')

@@ -59,6 +59,8 @@ class Experiment:
       settings['batch_norm_couplings'] = True
     if config.batch_norm in ('networks', 'both'):
       settings['conditioner_options'] = dict(batch_norm=True)
+    if config.recompute != 'none':
+      settings['recompute'] = config.recompute
     if config.mixed_precision and not float32:
       settings['network_dtype'] = 'mixed_bfloat16'
     if config.conditional:

@@ -16,6 +16,7 @@ from tf_realnvp.bijectors.context import CONDITIONAL_INPUT
 from tf_realnvp.bijectors.context import takes_context
 from tf_realnvp.bijectors.context_chain import ContextChain
 from tf_realnvp.bijectors.coupling import Coupling
+from tf_realnvp.bijectors.reversible import Reversible
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -109,7 +110,8 @@ class Flow(transformed_distribution._TransformedDistribution):  # pylint: disabl
 
 
 def from_data_to_latent(layers, event_shape, dtype=tf.float32,
-                        validate_args=False, name=None, default_name='flow'):
+                        validate_args=False, name=None, default_name='flow',
+                        reversible=False):
   """The flow whose data-to-latent map applies `layers` in list order.
 
       log p(x) = log N(f(x); 0, I) + log|det df/dx|,   f = layers[-1] o ... o layers[0]
@@ -120,10 +122,13 @@ def from_data_to_latent(layers, event_shape, dtype=tf.float32,
   this package is built here, RealNVP as well as the flows it is compared
   with (whose TFP bijectors enter `layers` as `tfb.Invert(...)`). The
   result is a `Flow` named `name`, or `default_name` when it is `None`.
+  With `reversible`, training rebuilds the layers' inputs from their outputs
+  instead of keeping them (`bijectors.Reversible`).
   """
   base = tfd.Sample(tfd.Normal(tf.zeros([], dtype), tf.ones([], dtype)),
                     sample_shape=event_shape)
-  return Flow(base, tfb.Invert(sequence(layers)),
+  chain = sequence(layers)
+  return Flow(base, tfb.Invert(Reversible(chain) if reversible else chain),
               validate_args=validate_args, name=name,
               default_name=default_name)
 

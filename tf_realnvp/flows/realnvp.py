@@ -5,6 +5,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tf_realnvp import networks
+from tf_realnvp import recompute as recompute_lib
 from tf_realnvp.bijectors import masks
 from tf_realnvp.bijectors import spline_coupling
 from tf_realnvp.bijectors.actnorm import ActNorm
@@ -15,6 +16,7 @@ from tf_realnvp.bijectors.context import Context
 from tf_realnvp.bijectors.factor_out import FactorOut
 from tf_realnvp.bijectors.invertible_conv import InvertibleConv1x1
 from tf_realnvp.bijectors.logit import LogitPreprocessing
+from tf_realnvp.bijectors.reversible import Reversible
 from tf_realnvp.bijectors.spline_coupling import SplineCoupling
 from tf_realnvp.bijectors.squeeze import Squeeze
 from tf_realnvp.bijectors.variational_dequantization import (
@@ -42,8 +44,8 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
             num_classes=0, context_size=0, conditional_prior=False,
             spline_bins=spline_coupling.BINS,
             spline_bound=spline_coupling.BOUND, alpha=0.05,
-            dequantization='uniform', dtype=tf.float32, network_dtype=None,
-            validate_args=True, name=None):
+            dequantization='uniform', recompute='none', dtype=tf.float32,
+            network_dtype=None, validate_args=True, name=None):
   """A RealNVP flow: `tfd.TransformedDistribution` over a standard Normal.
 
   With `f` the data-to-latent map built from coupling layers,
@@ -98,6 +100,15 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
   objective), and running averages otherwise, where `log_prob` is an exact
   per-example density. Statistics are synchronized across replicas.
 
+  Memory in training, `recompute` (`tf_realnvp.recompute`): `'none'` keeps
+  every activation for backpropagation; `'networks'` keeps only each s/t
+  network's input and runs the network again in the backward pass;
+  `'invertible'` keeps only the couplings' output and rebuilds each layer's
+  input from its output with the inverse (`bijectors.Reversible`), so memory
+  does not grow with depth (not with `batch_norm_couplings`, whose inverse
+  needs the statistics of the input it rebuilds). The density, the samples
+  and the weights are the same in each mode.
+
   Conditional flows, `p(x | c)`: with `num_classes` (class labels) or
   `context_size` (real vectors), every s/t network adds a learned embedding
   of the context `c` to its first layer's output (at every position for
@@ -147,6 +158,8 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
     dequantization: images: `'uniform'` (the density is `p` itself, trained
       on `x + U[0, 1)` noise, as in the paper) or `'variational'` (the
       noise is learned, Ho et al. 2019; see above).
+    recompute: `'none'`, `'networks'` or `'invertible'`: what training
+      recomputes instead of keeping (see above).
     dtype: float dtype of the flows.
     network_dtype: dtype policy of the s/t networks, e.g. `'mixed_bfloat16'`;
       defaults to `dtype`. Coupling arithmetic and log-dets stay in `dtype`.
@@ -178,6 +191,12 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
   if dequantization not in DEQUANTIZATIONS:
     raise ValueError(f'dequantization must be one of {DEQUANTIZATIONS}, got '
                      f'{dequantization!r}.')
+  recompute_lib.check_mode(recompute)
+  if recompute == 'invertible' and batch_norm_couplings:
+    raise ValueError(
+        "recompute='invertible' rebuilds each layer's input from its output, "
+        'which a BatchNorm bijector in training mode cannot (it normalizes '
+        "with the statistics of that input). Use recompute='networks'.")
   event_shape = _check_event_shape(event_shape)
   if dequantization == 'variational' and len(event_shape) != 3:
     raise ValueError(
@@ -193,7 +212,8 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
             if coupling == 'spline' else None)
   settings = dict(additive=coupling == 'additive', spline=spline,
                   glow=step == 'glow',
-                  normalize_outputs=batch_norm_couplings, dtype=dtype,
+                  normalize_outputs=batch_norm_couplings,
+                  recompute_network=recompute == 'networks', dtype=dtype,
                   network_dtype=network_dtype or dtype.name, context=context,
                   validate_args=validate_args, **(conditioner_options or {}))
   with tf.name_scope(name or flow_name(coupling, step)):
@@ -206,8 +226,9 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
           LogitPreprocessing(alpha=alpha, dtype=dtype,
                              validate_args=validate_args),
           _scale(event_shape, num_scales, num_res_blocks, num_filters,
-                 double_filters_at_squeeze,
-                 **settings)]
+                 double_filters_at_squeeze, **settings)]
+      if recompute == 'invertible':  # Not the dequantization: it draws noise.
+        layers[-1] = Reversible(layers[-1])
     else:
       layers = [
           _coupling(masks.alternating_mask(event_shape[0], parity=i % 2),
@@ -221,7 +242,8 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
                                      validate_args=validate_args))
     return from_data_to_latent(
         layers, event_shape, dtype, validate_args=validate_args, name=name,
-        default_name=flow_name(coupling, step))
+        default_name=flow_name(coupling, step),
+        reversible=recompute == 'invertible' and len(event_shape) == 1)
 
 
 def flow_name(coupling='affine', step='realnvp'):
@@ -264,8 +286,8 @@ def _diagonal_scaling(event_shape, dtype):
 
 
 def _coupling(mask, conditioner_class, additive, spline, glow,
-              normalize_outputs, dtype, network_dtype, context, validate_args,
-              **network_kwargs):
+              normalize_outputs, recompute_network, dtype, network_dtype,
+              context, validate_args, **network_kwargs):
   """A coupling on `mask` (a `SplineCoupling` of `spline`'s `bins` and
   `bound` unless it is `None`, else an `AffineCoupling`), after actnorm and
   a 1x1 convolution if `glow`, before a `BatchNorm` bijector if
@@ -277,10 +299,13 @@ def _coupling(mask, conditioner_class, additive, spline, glow,
       spline_bins=spline['bins'] if spline else 0, **network_kwargs)
   if spline:
     coupling = SplineCoupling(mask, conditioner, **spline, context=context,
+                              recompute_network=recompute_network,
                               validate_args=validate_args)
   else:
     coupling = AffineCoupling(mask, conditioner, additive=additive,
-                              context=context, validate_args=validate_args)
+                              context=context,
+                              recompute_network=recompute_network,
+                              validate_args=validate_args)
   step = [coupling]
   if glow:
     step = [ActNorm(channels, dtype=dtype, validate_args=validate_args),

@@ -42,8 +42,8 @@ def coupling_flow(dims, coupling='affine', step='realnvp', num_layers=8,
                   hidden_units=(128, 128), batch_norm_couplings=False,
                   num_classes=0, context_size=0, conditional_prior=False,
                   spline_bins=spline_coupling.BINS,
-                  spline_bound=spline_coupling.BOUND, dtype=tf.float32,
-                  network_dtype=None, validate_args=True):
+                  spline_bound=spline_coupling.BOUND, recompute='none',
+                  dtype=tf.float32, network_dtype=None, validate_args=True):
   """RealNVP, NICE, NSF or Glow on vectors: `tf_realnvp.RealNVP((dims,),
   ...)`.
 
@@ -59,7 +59,8 @@ def coupling_flow(dims, coupling='affine', step='realnvp', num_layers=8,
   pass per layer. `batch_norm_couplings` follows every coupling with the
   paper's `BatchNorm` bijector. `network_dtype` is the conditioners' dtype
   policy (e.g. `'mixed_bfloat16'`). `num_classes`, `context_size` and
-  `conditional_prior` make a conditional flow (see `tf_realnvp.RealNVP`).
+  `conditional_prior` make a conditional flow, and `recompute` trades
+  training memory for time (see `tf_realnvp.RealNVP`).
 
   References: Dinh, Sohl-Dickstein, Bengio, Density estimation using Real
   NVP, ICLR 2017, https://arxiv.org/abs/1605.08803; Dinh, Krueger, Bengio,
@@ -74,7 +75,7 @@ def coupling_flow(dims, coupling='affine', step='realnvp', num_layers=8,
                  batch_norm_couplings=batch_norm_couplings,
                  num_classes=num_classes, context_size=context_size,
                  conditional_prior=conditional_prior, spline_bins=spline_bins,
-                 spline_bound=spline_bound, dtype=dtype,
+                 spline_bound=spline_bound, recompute=recompute, dtype=dtype,
                  network_dtype=network_dtype, validate_args=validate_args)
 
 
@@ -98,13 +99,15 @@ class FlowKind:
 
 _CONDITIONAL_SETTINGS = ('num_classes', 'context_size', 'conditional_prior')
 _COUPLING_VECTOR_SETTINGS = ('num_layers', 'hidden_units',
-                             'batch_norm_couplings', 'dtype', 'network_dtype',
-                             'validate_args') + _CONDITIONAL_SETTINGS
+                             'batch_norm_couplings', 'recompute', 'dtype',
+                             'network_dtype', 'validate_args'
+                             ) + _CONDITIONAL_SETTINGS
 _COUPLING_IMAGE_SETTINGS = ('num_scales', 'num_res_blocks', 'num_filters',
                             'batch_norm_couplings',
                             'double_filters_at_squeeze', 'conditioner_options',
-                            'alpha', 'dequantization', 'dtype', 'network_dtype',
-                            'validate_args') + _CONDITIONAL_SETTINGS
+                            'alpha', 'dequantization', 'recompute', 'dtype',
+                            'network_dtype', 'validate_args'
+                            ) + _CONDITIONAL_SETTINGS
 
 
 _SPLINE_SETTINGS = ('spline_bins', 'spline_bound')
