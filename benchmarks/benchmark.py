@@ -11,7 +11,9 @@ and mixed bfloat16, with XLA off and on, it measures
 - log_prob images/s;
 - the latency of sampling 36 images (the 6x6 grid training writes);
 - compile time: the first call minus a steady-state call;
-- peak memory: TensorFlow's allocator on the device, and the process RSS;
+- peak memory: TensorFlow's allocator on the device, and the process RSS,
+  also with activations recomputed instead of kept (`--recompute`, at other
+  depths with `--res_blocks`: `tf_realnvp.recompute`);
 
 and divides each FLOP rate by the machine's own ceiling, the FLOP/s of a
 large matmul measured in the same process with the same TensorFlow (float32
@@ -45,6 +47,7 @@ from benchmarks import flops
 from benchmarks import hardware
 from benchmarks import models
 from benchmarks import report
+from tf_realnvp import recompute as recompute_lib
 from tf_realnvp.training import optimizers
 
 FLAGS = flags.FLAGS
@@ -60,6 +63,12 @@ flags.DEFINE_list('precisions', list(models.PRECISIONS),
                   'Dtype policies of the coupling networks.')
 flags.DEFINE_list('xla', ['false', 'true'],
                   'tf.function(jit_compile=...) settings to measure.')
+flags.DEFINE_list('recompute', ['none'],
+                  'RealNVP rows: what training recomputes instead of '
+                  'keeping, from none, networks, invertible.')
+flags.DEFINE_list('res_blocks', [],
+                  'RealNVP rows: residual blocks per network, instead of '
+                  "the model's own (e.g. 4,8,16,32).")
 flags.DEFINE_integer('image_size', 32, 'Images are image_size^2 x 3.')
 flags.DEFINE_integer('batch_size', 16, 'Train-step batch size.')
 flags.DEFINE_integer('log_prob_batch_size', 64, 'log_prob batch size.')
@@ -99,6 +108,8 @@ class Settings:
   flows: list
   precisions: list
   xla: list
+  recompute: list
+  res_blocks: list
   image_size: int
   batch_size: int
   log_prob_batch_size: int
@@ -196,10 +207,12 @@ def measure(flow, jit, settings, profile_name=None):
 
 
 def measure_configuration(settings, model, kind, precision, jit,
-                          parameters_to_match=None):
+                          parameters_to_match=None, recompute='none',
+                          res_blocks=None):
   """One row of the report, measured in the calling process.
 
-  Builds the flow `kind` ('realnvp', or 'glow' with `parameters_to_match`
+  Builds the flow `kind` ('realnvp', with `recompute` and `res_blocks`
+  residual blocks if not `None`; or 'glow' with `parameters_to_match`
   weights, by default those of RealNVP `model`) and measures it between two
   measurements of this process's matmul ceiling in the row's compute dtype.
   """
@@ -212,7 +225,8 @@ def measure_configuration(settings, model, kind, precision, jit,
   keras.utils.set_random_seed(settings.seed)
   start = time.perf_counter()
   if kind == 'realnvp':
-    flow = models.realnvp(settings.event_shape, model, precision)
+    flow = models.realnvp(settings.event_shape, model, precision, recompute,
+                          res_blocks)
   else:
     parameters_to_match = parameters_to_match or models.realnvp(
         settings.event_shape, model, 'float32').parameters
@@ -221,6 +235,8 @@ def measure_configuration(settings, model, kind, precision, jit,
         settings.glow_steps_per_block, precision, settings.seed)
   build_s = time.perf_counter() - start
   name = f'{model}-{kind}-{precision}-{"xla" if jit else "plain"}'
+  if kind == 'realnvp':
+    name += f'-{flow.settings["num_res_blocks"]}blocks-{recompute}'
   figures = measure(flow, jit, settings, profile_name=name)
   # The better of two measurements, so one busy moment does not lower it.
   ceiling = max(ceiling_before, hardware.matmul_flops_per_second(
@@ -231,6 +247,8 @@ def measure_configuration(settings, model, kind, precision, jit,
         / ceiling)
   return {
       'model': model, 'flow': kind, 'precision': precision, 'xla': jit,
+      'recompute': recompute,
+      'num_res_blocks': flow.settings.get('num_res_blocks'),
       'parameters': flow.parameters, 'architecture': flow.settings,
       'build_s': build_s, 'ceiling_flops_per_s': ceiling,
       'forward_flops_per_image': flow.forward_flops, **figures}
@@ -247,14 +265,18 @@ def run(settings):
   rows = []
   realnvp_parameters = {}
   spawn = multiprocessing.get_context('spawn')
-  for model, kind, precision, jit in itertools.product(
-      settings.models, settings.flows, settings.precisions, settings.xla):
-    logging.info('Measuring %s %s %s, XLA %s', model, kind, precision, jit)
+  for model, kind, precision, jit, recompute, res_blocks in itertools.product(
+      settings.models, settings.flows, settings.precisions, settings.xla,
+      settings.recompute, settings.res_blocks or [None]):
+    if kind != 'realnvp' and (recompute != 'none' or res_blocks):
+      continue  # TFP's Glow has neither.
+    logging.info('Measuring %s %s %s, XLA %s, recompute %s, blocks %s',
+                 model, kind, precision, jit, recompute, res_blocks)
     with futures.ProcessPoolExecutor(1, mp_context=spawn) as process:
       row = process.submit(
           measure_configuration, settings, model, kind, precision, jit,
-          realnvp_parameters.get(model)).result()
-    if kind == 'realnvp':
+          realnvp_parameters.get(model), recompute, res_blocks).result()
+    if kind == 'realnvp' and recompute == 'none' and not res_blocks:
       realnvp_parameters[model] = row['parameters']
     logging.info('%.2f train images/s, %.0f%% of the ceiling',
                  row['train']['images_per_s'],
@@ -285,6 +307,11 @@ def settings_from_flags():
     if unknown:
       raise app.UsageError(f'--{name}: unknown {sorted(unknown)}; known: '
                            f'{list(known)}.')
+  unknown = set(values['recompute']) - set(recompute_lib.MODES)
+  if unknown:
+    raise app.UsageError(f'--recompute: unknown {sorted(unknown)}; known: '
+                         f'{list(recompute_lib.MODES)}.')
+  values['res_blocks'] = [int(value) for value in values['res_blocks']]
   values['xla'] = [_BOOLEANS[value] for value in values['xla']]
   return Settings(**values)
 

@@ -19,6 +19,9 @@
 #    and seconds per step (OUT_DIR/quality/quality.md). Bits/dim of other
 #    images than CIFAR-10's, whose marks are the paper's 3.49, Glow's 3.35,
 #    NSF's 3.38.
+# 5. Training memory with activations recomputed (--recompute): the paper's
+#    model at 4 and 16 residual blocks, batch 64, mixed_bfloat16 under XLA,
+#    each mode's peak GPU memory and speed (OUT_DIR/memory/benchmark.md).
 # Prints what each step wrote; stops at the first failure.
 set -euo pipefail
 
@@ -36,6 +39,7 @@ if [[ "${QUICK:-0}" == 1 ]]; then
   examples=16
   quality=(--num_res_blocks=1 --num_filters=4 --batch_size=4 --eval_at=2,4
            --test_patches=16)
+  memory=(--quick --res_blocks=1,2)
 else
   benchmark=(--models=cifar10 --timed_calls=5)
   profile=(--model=cifar10)
@@ -43,6 +47,7 @@ else
   examples=2048
   quality=(--num_res_blocks=8 --num_filters=64 --batch_size=64
            --eval_at=250,500,1000)
+  memory=(--models=cifar10 --res_blocks=4,16 --batch_size=64 --timed_calls=3)
 fi
 
 python -m benchmarks.benchmark "${benchmark[@]}" --flows=realnvp \
@@ -69,5 +74,10 @@ EOF
 python -m benchmarks.quality "${quality[@]}" --seeds=0 \
   --configs=mixed_bfloat16,glow,glow_variational --out_dir="$out/quality"
 
+python -m benchmarks.benchmark "${memory[@]}" --flows=realnvp \
+  --precisions=mixed_bfloat16 --xla=true \
+  --recompute=none,networks,invertible --out_dir="$out/memory"
+
 echo "wrote: $out/benchmark/benchmark.md $out/step_profile/step_profile.md" \
-  "$out/run/samples/ $out/train.log $out/quality/quality.md"
+  "$out/run/samples/ $out/train.log $out/quality/quality.md" \
+  "$out/memory/benchmark.md"

@@ -11,6 +11,7 @@ import tf_keras
 from benchmarks import flops
 import tf_realnvp
 from tf_realnvp import config
+from tf_realnvp import training_mode
 from tf_realnvp.flows import objective
 
 tfb = tfp.bijectors
@@ -62,7 +63,7 @@ def make_train_step(flow, optimizer):
   variables = flow.distribution.trainable_variables
 
   def train_step(x):
-    with tf.GradientTape() as tape:
+    with tf.GradientTape() as tape, training_mode.training():
       loss, mean_nll = objective.loss(flow.distribution, x, L2)
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     return mean_nll
@@ -70,12 +71,16 @@ def make_train_step(flow, optimizer):
   return train_step
 
 
-def realnvp(event_shape, architecture, precision):
-  """`tf_realnvp.RealNVP` of a named architecture, on pixel intensities."""
-  settings = ARCHITECTURES[architecture]
+def realnvp(event_shape, architecture, precision, recompute='none',
+            num_res_blocks=None):
+  """`tf_realnvp.RealNVP` of a named architecture, on pixel intensities,
+  with another number of residual blocks if `num_res_blocks` is given."""
+  settings = dict(ARCHITECTURES[architecture])
+  if num_res_blocks:
+    settings['num_res_blocks'] = num_res_blocks
   flow = tf_realnvp.RealNVP(
       event_shape, network_dtype=None if precision == 'float32' else precision,
-      **settings)
+      recompute=recompute, **settings)
   return FlowUnderTest(
       distribution=flow,
       to_inputs=lambda pixels: pixels,

@@ -18,18 +18,19 @@ FLOP_COUNTING = (
     'float32 for float32 rows, bfloat16 for mixed_bfloat16 rows.')
 
 _COLUMNS = (
-    'model', 'flow', 'params', 'GFLOP/img', 'precision', 'XLA',
-    'ceiling GFLOP/s', 'train img/s', 'train % ceiling', 'log_prob img/s',
-    'log_prob % ceiling', 'sample latency (s)', 'train compile (s)',
-    'train peak MiB')
+    'model', 'flow', 'blocks', 'params', 'GFLOP/img', 'precision', 'XLA',
+    'recompute', 'ceiling GFLOP/s', 'train img/s', 'train % ceiling',
+    'log_prob img/s', 'log_prob % ceiling', 'sample latency (s)',
+    'train compile (s)', 'train peak MiB', 'train peak RSS MiB')
 _XLA = {False: 'XLA off', True: 'XLA on'}
 
 
 def ratios(rows):
-  """Speed-ups of train images/s: bfloat16, XLA, and RealNVP over Glow."""
+  """Speed-ups of train images/s: bfloat16, XLA, and RealNVP over Glow; and
+  what recomputing costs in train-step time and saves in peak memory."""
   speed = {(r['model'], r['flow'], r['precision'], r['xla']):
-           r['train']['images_per_s'] for r in rows}
-  found = {}
+           r['train']['images_per_s'] for r in rows if _as_built(r)}
+  found = _recompute_ratios(rows)
 
   def add(name, numerator, denominator):
     if numerator in speed and denominator in speed:
@@ -74,9 +75,10 @@ def markdown(result):
   ]
   for row in result['results']:
     cells = (
-        row['model'], row['flow'], f'{row["parameters"] / 1e6:.2f}M',
+        row['model'], row['flow'], str(row.get('num_res_blocks') or '-'),
+        f'{row["parameters"] / 1e6:.2f}M',
         f'{row["forward_flops_per_image"] / 1e9:.3g}', row['precision'],
-        'on' if row['xla'] else 'off',
+        'on' if row['xla'] else 'off', row['recompute'],
         f'{row["ceiling_flops_per_s"] / 1e9:.0f}',
         f'{row["train"]["images_per_s"]:.2f}',
         f'{100 * row["train"]["share_of_ceiling"]:.0f}%',
@@ -84,9 +86,10 @@ def markdown(result):
         f'{100 * row["log_prob"]["share_of_ceiling"]:.0f}%',
         f'{row["sample"]["seconds"]:.3f}',
         f'{row["train"]["compile_s"]:.1f}',
-        f'{row["train"]["peak_tensor_mib"]:.4g}')
+        f'{row["train"]["peak_tensor_mib"]:.4g}',
+        f'{row["train"]["peak_rss_mib"] or 0:.4g}')
     lines.append('| ' + ' | '.join(cells) + ' |')
-  lines += ['', 'Ratios of train images/s:', '']
+  lines += ['', 'Ratios:', '']
   lines += [f'- {name}: {value:.2f}x'
             for name, value in result['ratios'].items()]
   lines += ['', 'FLOPs per image, by hand and by TF\'s profiler '
@@ -105,3 +108,35 @@ def markdown(result):
         f'({profiled["train"] / hand:.2f}x forward)')
   lines += ['', result['flop_counting'], '']
   return '\n'.join(lines)
+
+
+def _as_built(row):
+  """Whether a row measures its model as named: its own depth, nothing
+  recomputed (TFP's Glow rows always)."""
+  return row['flow'] != 'realnvp' or (
+      row['recompute'] == 'none' and row['num_res_blocks'] ==
+      models.ARCHITECTURES[row['model']]['num_res_blocks'])
+
+
+def _recompute_ratios(rows):
+  """Train-step time and peak TensorFlow memory of each recompute mode, as a
+  fraction of the same row with `recompute='none'`."""
+  def key(row):
+    return (row['model'], row['num_res_blocks'], row['precision'], row['xla'])
+
+  kept = {key(r): r for r in rows
+          if r['flow'] == 'realnvp' and r['recompute'] == 'none'}
+  found = {}
+  for row in rows:
+    base = kept.get(key(row)) if row['flow'] == 'realnvp' else None
+    if base is None or row['recompute'] == 'none':
+      continue
+    name = (f'{row["model"]} {row["num_res_blocks"]} blocks '
+            f'{row["precision"]} {_XLA[row["xla"]]}: {row["recompute"]} / '
+            'none')
+    found[f'{name}, train-step time'] = (base['train']['images_per_s']
+                                         / row['train']['images_per_s'])
+    if base['train']['peak_tensor_mib']:
+      found[f'{name}, peak MiB'] = (row['train']['peak_tensor_mib']
+                                    / base['train']['peak_tensor_mib'])
+  return found
