@@ -80,10 +80,15 @@ CONFIGS = {
     'recipe': dict(network_dtype='mixed_bfloat16', warmup_steps=20,
                    lr_decay='cosine'),
 }
-# Their combinations with Glow steps.
+# Their combinations with Glow steps; the default training in less memory
+# (tf_realnvp.recompute), whose curves should be the default's.
 CONFIGS.update({
     'glow_variational': dict(CONFIGS['glow'], dequantization='variational'),
     'glow_recipe': dict(CONFIGS['recipe'], step='glow'),
+    'recompute_networks': dict(CONFIGS['mixed_bfloat16'],
+                               recompute='networks'),
+    'recompute_invertible': dict(CONFIGS['mixed_bfloat16'],
+                                 recompute='invertible'),
 })
 REFERENCE = 'reference'
 

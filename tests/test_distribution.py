@@ -424,8 +424,8 @@ def test_weight_scale_l2_sums_the_squared_gains():
   assert sum(g is not None for g in gradients) == len(gains)
 
 
+# Affine couplings on images: in image_glow and image_batch_norm.
 EMPTY_BATCH_FLOWS = {
-    'image': ((8, 8, 3), {}),
     'vector': ((5,), {}),
     'image_glow': ((8, 8, 3), dict(step='glow')),
     'vector_glow': ((5,), dict(step='glow')),

@@ -64,10 +64,11 @@ RESOLVED_ONLY = {
 # The recipe is the same code on any data: it trains on 2-D data, and is
 # resolved on images; the 2-D length from --epochs is a constant's multiple
 # (images count their split). A learned dequantization trains in
-# test_trainer's `dequantized_runs`.
+# test_trainer's `dequantized_runs`; recomputation trains on images here and
+# on 2-D flows in tests/test_recompute.py.
 RESOLVED_ON = {'image': {'lr_decay', 'ema_decay', 'jit', 'strategy',
                          'dequantization'},
-               '2d': {'epochs'}}
+               '2d': {'epochs', 'recompute'}}
 
 
 def tweak(field, kind, default_config):

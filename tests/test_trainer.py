@@ -78,18 +78,6 @@ def logged_scalars(log_dir, tag):
   return values
 
 
-def test_resumed_run_equals_uninterrupted_run(tmp_path):
-  # Evaluated at the end only: the test compares the weights.
-  straight = train(
-      small_config(tmp_path / 'straight', train_steps=40, eval_every=40))
-  train(small_config(tmp_path / 'resumed', train_steps=20, eval_every=40))
-  resumed = train(
-      small_config(tmp_path / 'resumed', train_steps=40, eval_every=40))
-  assert straight['step'] == resumed['step'] == 40
-  assert_same_weights(flow_weights(tmp_path / 'straight'),
-                      flow_weights(tmp_path / 'resumed'))
-
-
 def test_resume_with_recipe_and_batch_norm_is_exact(tmp_path, monkeypatch):
   """Stopped by Ctrl-C at step 20 of 40 (while the averaged weights are in
   the flow, for its samples) and resumed: the weights, Adam's moments, the
