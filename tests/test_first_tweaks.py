@@ -60,6 +60,8 @@ RESOLVED_ONLY = {
     'hidden_units',
     'spline_bins', 'spline_bound', 'warmup_steps', 'batch_size',
     'train_steps', 'preset', ('strategy', 'mirrored'),
+    # The trainer runs either mode's custom gradient alike: invertible trains.
+    ('recompute', 'networks'),
 }
 # The recipe is the same code on any data: it trains on 2-D data, and is
 # resolved on images; the 2-D length from --epochs is a constant's multiple
