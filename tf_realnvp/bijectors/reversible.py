@@ -24,8 +24,9 @@ class Reversible(OnePassBijector):
   again under a gradient tape, which gives the gradients of `x_l` and of the
   layer's weights from those of `y_l` and of the log-det. Training then keeps
   the chain's output and one layer's activations at a time: memory does not
-  grow with the number of layers, for one more network pass per coupling
-  (its inverse) than `recompute='networks'`.
+  grow with the number of layers (it still grows with each network's
+  depth), for one more network pass per coupling (its inverse) than
+  `recompute='networks'`.
 
   The rebuilt `x_l` differs from the forward pass's by float round-off: an
   affine coupling computes `x = (y - t) exp(-s)` with the same `t` and `s`
@@ -33,7 +34,11 @@ class Reversible(OnePassBijector):
   unchanged), so each layer adds an error of a few units in the last place
   of `x`, and the gradients differ from the stored ones by about that
   relative amount times the number of layers (tested in
-  `tests/test_reversible.py`). The layers must be exactly invertible, in
+  `tests/test_recompute.py`). A layer whose inverse is ill-conditioned (a
+  spline with nearly flat bins) rebuilds its input only as well as its own
+  round trip does, and nothing falls back to a kept input: check
+  `inverse(forward(x))` of such a flow. The layers must be exactly
+  invertible, in
   training mode too: not `BatchNorm`, which normalizes with the statistics
   of the input it would rebuild. Nested `ContextChain`s and `FactorOut` are
   walked through; every other bijector is a layer.
