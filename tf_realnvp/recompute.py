@@ -66,7 +66,6 @@ def recomputed(function, *inputs):
   The gradients are those of `function` itself: the recomputation runs the
   same operations on the same inputs.
   """
-
   if not training_mode.is_training():
     return function(*inputs)
 

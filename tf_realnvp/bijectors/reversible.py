@@ -12,7 +12,8 @@ from tf_realnvp.bijectors.one_pass import OnePassBijector
 
 
 class Reversible(OnePassBijector):
-  """`bijector`, whose gradients rebuild each layer's input from its output.
+  """A `ContextChain` whose gradients rebuild each layer's input from its
+  output.
 
   Backpropagation through a chain `y = f_L(...f_1(x))` needs every layer's
   input. Since each layer is invertible, the backward pass can rebuild them
@@ -38,13 +39,12 @@ class Reversible(OnePassBijector):
   spline with nearly flat bins) rebuilds its input only as well as its own
   round trip does, and nothing falls back to a kept input: check
   `inverse(forward(x))` of such a flow. The layers must be exactly
-  invertible, in
-  training mode too: not `BatchNorm`, which normalizes with the statistics
-  of the input it would rebuild. Nested `ContextChain`s and `FactorOut` are
-  walked through; every other bijector is a layer.
+  invertible, in training mode too: not `BatchNorm`, which normalizes with
+  the statistics of the input it would rebuild. Nested `ContextChain`s and
+  `FactorOut` are walked through; every other bijector is a layer.
 
   Outside training mode (evaluation, sampling, exports) and in `inverse`,
-  this is `bijector` itself.
+  this is the chain itself.
 
   #### References
 

@@ -157,8 +157,9 @@ class Config:
       'activation for the backward pass; networks keeps only the inputs of '
       'the s/t networks and runs them again; invertible keeps only the '
       "couplings' output and rebuilds each layer's input with its inverse, "
-      'so memory does not grow with depth. The same weights and gradients '
-      'in each; measured in BENCHMARKS.md. A resumed run may change it.')
+      'so memory does not grow with the number of couplings. The same '
+      'gradients in each (invertible: to float32 round-off); measured in '
+      'BENCHMARKS.md. A resumed run may change it.')
   dequantization: Optional[str] = _field(
       None, 'Images: the noise that makes the 8-bit pixels continuous: '
       'uniform (x + U[0, 1), as in the paper) or variational (Flow++, Ho et '

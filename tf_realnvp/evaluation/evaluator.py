@@ -118,14 +118,15 @@ def evaluate(model_dir, num_dequantizations=None, temperature=1.0,
   The test figure (bits/dim averaged over `num_dequantizations` noise draws
   for images, by default `importance_samples`, so that the two bounds below
   come from the same draws; NLL in nats for 2-D data) goes to
-  `model_dir/eval.json` and to TensorBoard (`model_dir/eval`). For images, a bound on the discrete
-  likelihood: uniform dequantization's, or with a learned dequantization
-  the variational one (Flow++'s). With `importance_samples=K > 1`, images
-  also get the importance-weighted bound of `K` draws per image
-  (`test_bits_per_dim_importance_weighted`), tighter. Then the samples at
-  `temperature` and, for an unconditional image run, the manifold of four
-  test images' latents (`write_manifold`). With `export`, `model_dir/saved_model` computes in
-  float32 whatever the run trained in (`Experiment.float32_flow`).
+  `model_dir/eval.json` and to TensorBoard (`model_dir/eval`). For images,
+  a bound on the discrete likelihood: uniform dequantization's, or with a
+  learned dequantization the variational one (Flow++'s). With
+  `importance_samples=K > 1`, images also get the importance-weighted bound
+  of `K` draws per image (`test_bits_per_dim_importance_weighted`),
+  tighter. Then the samples at `temperature` and, for an unconditional
+  image run, the manifold of four test images' latents (`write_manifold`).
+  With `export`, `model_dir/saved_model` computes in float32 whatever the
+  run trained in (`Experiment.float32_flow`).
   """
   if not temperature > 0:
     raise experiment_lib.ConfigError(

@@ -107,7 +107,8 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
   input from its output with the inverse (`bijectors.Reversible`), so memory
   does not grow with depth (not with `batch_norm_couplings`, whose inverse
   needs the statistics of the input it rebuilds). The density, the samples
-  and the weights are the same in each mode.
+  and the variables are the same in each mode, and so are the gradients:
+  to the bit with `'networks'`, to float32 round-off with `'invertible'`.
 
   Conditional flows, `p(x | c)`: with `num_classes` (class labels) or
   `context_size` (real vectors), every s/t network adds a learned embedding
