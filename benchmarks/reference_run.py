@@ -19,12 +19,15 @@ implementations see the same numbers:
   running averages), on the test patches of `--data`, at `--eval_at` steps.
 
 Writes `{"bits_per_dim": {step: value}, "seconds_per_step": s,
-"parameters": n}` to `--out`.
+"parameters": n}` to `--out`. At each evaluation it saves its whole state
+(weights, Adam, results so far) to `--out` + `.state`, and a run started again
+with the same flags goes on from there, so a long run survives being stopped.
 """
 
 import argparse
 import json
 import math
+import os
 import sys
 import time
 import types
@@ -99,8 +102,20 @@ def main():
   result = {'bits_per_dim': {}, 'parameters': sum(
       p.numel() for p in net.parameters() if p.requires_grad)}
   step_seconds = []
+  state_path = args.out + '.state'
+  run_flags = {k: v for k, v in vars(args).items()
+               if k not in ('data', 'out', 'threads')}
+  first_step = 1
+  if os.path.exists(state_path):
+    state = torch.load(state_path, weights_only=False)
+    if state['flags'] == run_flags:
+      net.load_state_dict(state['net'])
+      optimizer.load_state_dict(state['optimizer'])
+      result, step_seconds = state['result'], state['step_seconds']
+      first_step = state['step'] + 1
+      print(f'reference resumed after step {state["step"]}', flush=True)
   net.train()
-  for step in range(1, eval_at[-1] + 1):
+  for step in range(first_step, eval_at[-1] + 1):
     start = time.perf_counter()
     optimizer.zero_grad()
     loss = loss_fn(*net(train[step - 1]))
@@ -112,9 +127,14 @@ def main():
       result['bits_per_dim'][step] = test_bits_per_dim()
       print(f'reference step {step}: test bits/dim '
             f'{result["bits_per_dim"][step]:.4f}', flush=True)
+      torch.save(dict(flags=run_flags, step=step, net=net.state_dict(),
+                      optimizer=optimizer.state_dict(), result=result,
+                      step_seconds=step_seconds), state_path + '.tmp')
+      os.replace(state_path + '.tmp', state_path)
   result['seconds_per_step'] = float(np.median(step_seconds[1:]))
   with open(args.out, 'w') as f:
     json.dump(result, f)
+  os.remove(state_path)
 
 
 if __name__ == '__main__':
