@@ -24,6 +24,13 @@ tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices('CPU')[0],
     [tf.config.LogicalDeviceConfiguration()] * 2)
 
+# No Grappler in the test processes: it spends a third of a short run's time
+# optimizing graphs that then run a few times. What it computes is what the
+# graph says, so the tests' properties hold either way; the scripts that tests
+# start as users start them (test_cli, test_reliability, test_multi_worker,
+# test_export's reloads) and test_networks' Grappler test run with it on.
+tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': True})
+
 
 # The files whose tests take longest, those with the longest single test or
 # shared fixture first (`pytest --durations`). Tests are handed out one at a
