@@ -28,7 +28,7 @@ class Evaluator:
   def __init__(self, flow, strategy):
     self.flow = flow
     self.strategy = strategy
-    self._step = tf.function(self._sum_and_count)
+    self._step = tf.function(self._sum_and_count, autograph=False)
 
   def _sum_and_count(self, batches):
     """The summed NLL of the events of `batches`, a tuple of `K` batches of

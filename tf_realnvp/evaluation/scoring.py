@@ -119,7 +119,8 @@ def score(model, examples, num_dequantizations=1, seed=0, batch_size=256):
       noise `data.dequantize(images, [seed + d, i])`.
     batch_size: examples per `log_prob` call.
   """
-  log_prob = tf.function(getattr(model, 'log_prob', model))
+  log_prob = tf.function(getattr(model, 'log_prob', model),
+                         autograph=False)
   examples = np.asarray(examples)
   if examples.ndim != 4:  # Points.
     return Scores(-np.concatenate([

@@ -107,9 +107,11 @@ class PortableFlow(tf.Module):
     self._event_ndims = flow.event_shape.rank
     self._event_size = math.prod(flow.event_shape.as_list())
     self.log_prob = tf.function(
-        self._log_prob, input_signature=exported.log_prob.input_signature)
+        self._log_prob, input_signature=exported.log_prob.input_signature,
+        autograph=False)
     self.decode = tf.function(
-        self._decode, input_signature=exported.decode.input_signature)
+        self._decode, input_signature=exported.decode.input_signature,
+        autograph=False)
 
   def signatures(self):
     """`{name: tf.function}` returning `{output name: tensor}`."""

@@ -119,16 +119,16 @@ class ExportedFlow(tf.Module):
         self._context.num_classes if self._context else 0, dtype=tf.int32,
         trainable=False, name='num_classes')
     per_event, per_call = self._context_specs(flow.dtype)
-    self.log_prob = tf.function(self._log_prob,
+    self.log_prob = tf.function(self._log_prob, autograph=False,
                                 input_signature=[events] + per_event)
-    self.encode = tf.function(self._encode,
+    self.encode = tf.function(self._encode, autograph=False,
                               input_signature=[events] + per_event)
-    self.decode = tf.function(self._decode,
+    self.decode = tf.function(self._decode, autograph=False,
                               input_signature=[latents] + per_event)
-    self.sample = tf.function(self._sample,
+    self.sample = tf.function(self._sample, autograph=False,
                               input_signature=[count] + per_call)
     self.sample_with_temperature = tf.function(
-        self._sample_with_temperature, input_signature=[
+        self._sample_with_temperature, autograph=False, input_signature=[
             count, tf.TensorSpec([], flow.dtype, name='temperature'),
             tf.TensorSpec([2], tf.int32, name='seed')] + per_call)
 
