@@ -5,10 +5,10 @@ r"""RealNVP against NICE, NSF, MAF, IAF, Glow and FFJORD on 2-D toy densities.
 Every flow of `--flows` (`tf_realnvp.flows`, in its default size) is trained
 on every dataset of `--datasets` (the 2-D toys of `tf_realnvp.data.toys`)
 exactly as `python train.py --dataset=D --flow=K` trains it: the same
-trainer, objective and defaults (`tf_realnvp.experiment`: the 2-D recipes
-of RealNVP and NSF, the paper's for the others; 6000 steps of 256 points),
-from the same `--seed`; `--steps` and `--batch_size` override the defaults
-for all. Then it measures
+trainer, objective and defaults (`tf_realnvp.config.experiment`: the 2-D
+recipes of RealNVP and NSF, the paper's for the others; 6000 steps of 256
+points), from the same `--seed`; `--steps` and `--batch_size` override the
+defaults for all. Then it measures
 
 - test NLL in nats, `-mean log p(x)` over the 10,000 test points; for
   8gaussians also the gap to the true density, the test NLL minus

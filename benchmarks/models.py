@@ -59,7 +59,7 @@ class FlowUnderTest:
 
 def make_train_step(flow, optimizer):
   """`x -> mean NLL` (nats per image), applying one Adam step on
-  `tf_realnvp.objective.loss`."""
+  `tf_realnvp.loss`."""
   variables = flow.distribution.trainable_variables
 
   def train_step(x):

@@ -98,7 +98,7 @@ class Trainer:
   def __init__(self, precision, event_shape):
     self.precision = precision
     self.flow = models.realnvp(event_shape, FLAGS.model, precision)
-    self.optimizer = tf_realnvp.optimizers.FusedAdam(FLAGS.learning_rate)
+    self.optimizer = tf_realnvp.training.optimizers.FusedAdam(FLAGS.learning_rate)
     self.optimizer.build(self.flow.distribution.trainable_variables)
     self.step = tf.function(models.make_train_step(self.flow, self.optimizer))
     self.fresh = [(v, v.numpy()) for v in

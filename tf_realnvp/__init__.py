@@ -13,20 +13,15 @@ _DEFINED_IN = {
     'RealNVP': 'flows.realnvp', 'couplings': 'flows.flow',
     'weight_scale_l2': 'flows.flow', 'with_temperature': 'flows.flow',
     'make_flow': 'flows.registry', 'bits_per_dim': 'flows.objective',
+    'loss': 'flows.objective',
     'dequantize': 'data', 'FlowModel': 'serving.keras_model',
-}
-# Modules that moved, under the names they had before.
-_MOVED = {
-    'objective': 'flows.objective', 'optimizers': 'training.optimizers',
-    'distribution': 'flows', 'experiment': 'config.experiment',
-    'mode': 'training_mode',
 }
 
 __all__ = [
     'FlowModel', 'RealNVP', 'bijectors', 'bits_per_dim', 'config',
-    'couplings', 'data', 'dequantize', 'evaluation', 'flows', 'make_flow',
-    'mode', 'networks', 'objective', 'optimizers', 'serving', 'training',
-    'training_mode', 'weight_scale_l2', 'with_temperature',
+    'couplings', 'data', 'dequantize', 'evaluation', 'flows', 'loss',
+    'make_flow', 'networks', 'serving', 'training', 'training_mode',
+    'weight_scale_l2', 'with_temperature',
 ]
 
 
@@ -34,8 +29,6 @@ def __getattr__(name):
   if name in _DEFINED_IN:
     return getattr(importlib.import_module(f'{__name__}.{_DEFINED_IN[name]}'),
                    name)
-  if name in _MOVED:
-    return importlib.import_module(f'{__name__}.{_MOVED[name]}')
   if name in __all__:
     return importlib.import_module(f'{__name__}.{name}')
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -2,9 +2,9 @@
 
 `make_flow(kind, event_shape, **settings)` returns, for every kind, a
 `tfd.TransformedDistribution` of a standard Normal through a bijector, built
-by `tf_realnvp.distribution.from_data_to_latent`: `log_prob`, `sample`,
+by `tf_realnvp.flows.from_data_to_latent`: `log_prob`, `sample`,
 `trainable_variables`, checkpoints and the SavedModel export
-(`tf_realnvp.export`) treat them all alike. Each kind lists the settings it
+(`tf_realnvp.serving`) treat them all alike. Each kind lists the settings it
 takes (`FlowKind`); one it would ignore is refused.
 
 | kind      | flow                                         | data            | fast direction |

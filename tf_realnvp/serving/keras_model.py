@@ -50,7 +50,7 @@ PAPER_L2 = 5e-5
 class FlowModel(keras.Model):
   """A flow as a `keras.Model` trained by maximum likelihood.
 
-  `fit` minimizes `tf_realnvp.objective.loss` (the negative log-likelihood
+  `fit` minimizes `tf_realnvp.loss` (the negative log-likelihood
   per dimension plus `l2` times the squared weight-normalization gains) in
   `tf_realnvp.training_mode.training()`; `evaluate` computes it in evaluation mode.
   Both report `loss` (the objective) and the negative log-likelihood without

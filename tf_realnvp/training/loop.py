@@ -1,8 +1,8 @@
 """Training loop: the compiled step, checkpoints, summaries, progress.
 
 `train_and_evaluate(experiment)` trains the flow of a resolved
-`tf_realnvp.experiment.Experiment` by maximum likelihood (Dinh et al. 2017,
-Sec. 4.1): Adam on `tf_realnvp.objective.loss`, with the learning-rate
+`tf_realnvp.config.experiment.Experiment` by maximum likelihood (Dinh et
+al. 2017, Sec. 4.1): Adam on `tf_realnvp.loss`, with the learning-rate
 warmup and decay and the Polyak averaging of `optimizers.make_optimizer`;
 evaluation, samples and the export use the averaged weights when there are
 any; the export computes in float32 whatever the training precision
@@ -99,7 +99,8 @@ def train_and_evaluate(experiment, devices=None):
   chose it (`config.hardware.precision_messages`).
 
   Args:
-    experiment: a `tf_realnvp.experiment.Experiment` (`experiment.resolve`).
+    experiment: a `tf_realnvp.config.experiment.Experiment`
+      (`experiment.resolve`).
     devices: optional device names for the strategy (tests use logical CPUs).
 
   Returns:
