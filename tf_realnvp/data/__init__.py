@@ -3,16 +3,16 @@
 One description type (`Source`, made once per run by `describe(name)`), one
 module per source (`toys`, `tfds_source`, `folder`, `npz`), the paper's
 preprocessing and the dequantization (`preprocessing`), and the stateless
-stream (`pipeline`). `sources` tells the sources apart by the name, in one
+stream (`pipeline`). `catalog` tells the sources apart by the name, in one
 place.
 """
 
+from tf_realnvp.data.catalog import describe
 from tf_realnvp.data.pipeline import batches
 from tf_realnvp.data.pipeline import make_dataset
 from tf_realnvp.data.preprocessing import dequantize
 from tf_realnvp.data.sources import DataError
 from tf_realnvp.data.sources import DatasetUnavailableError
-from tf_realnvp.data.sources import describe
 from tf_realnvp.data.sources import Source
 from tf_realnvp.data.sources import Split
 from tf_realnvp.data.sources import SPLITS

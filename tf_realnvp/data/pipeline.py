@@ -30,6 +30,7 @@ Datasets that are not on disk: see `make_dataset`'s `download` argument.
 
 import tensorflow as tf
 
+from tf_realnvp.data import catalog
 from tf_realnvp.data import preprocessing
 from tf_realnvp.data import sources
 
@@ -76,7 +77,7 @@ def _crop(image, side, seed, random_crop):
 
 def make_dataset(name, split, batch_size, seed, *, data_dir=None,
                  image_size=None, channels=None, download=True, **options):
-  """`batches` of the dataset `name`, described first (`sources.describe`).
+  """`batches` of the dataset `name`, described first (`catalog.describe`).
 
   2-D toys: the fixed points of `TOY_SPLITS[split]` (see `sample_toy`).
   Images (a TFDS dataset by name, `folder:PATH`, `npz:FILE`): `uint8`
@@ -93,7 +94,7 @@ def make_dataset(name, split, batch_size, seed, *, data_dir=None,
 
   Args:
     name: a 2-D toy (`TOY_DATASETS`) or an image source (see
-      `sources.describe`).
+      `catalog.describe`).
     split: 'train' or 'test' (a TFDS dataset without a test split: its
       validation split).
     batch_size: examples per batch.
@@ -112,7 +113,7 @@ def make_dataset(name, split, batch_size, seed, *, data_dir=None,
     DataError: unusable images (`Source.read`).
   """
   sources.check_split(split)
-  source = sources.describe(name, image_size, channels, data_dir,
+  source = catalog.describe(name, image_size, channels, data_dir,
                             download=download)
   return batches(source, split, batch_size, seed, **options)
 
@@ -132,7 +133,7 @@ def batches(source, split, batch_size, seed, *, random_flip=False,
   logged), unless `strict_data`.
 
   Args:
-    source: the dataset (`sources.describe`).
+    source: the dataset (`catalog.describe`).
     split: 'train' or 'test'.
     batch_size: examples per batch.
     seed: int; fixes the order, the noise, the flips and the crops.

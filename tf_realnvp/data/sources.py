@@ -1,16 +1,9 @@
-"""What a dataset is to a run: one `Source`, made once by `describe(name)`.
+"""What a dataset is to a run: the `Source` every source module implements.
 
-`--dataset` names a 2-D toy (`toys`), a tensorflow-datasets image dataset with
-its config, e.g. `downsampled_imagenet/64x64` (`tfds_source`), a folder of
-PNG/JPEG files (`folder:PATH`, `folder`) or `uint8` arrays in a NumPy file
-(`npz:FILE`, `npz`). `describe` is the one place that tells them apart by the
-name; it reads no images (a TFDS builder defines its features in code, a
-folder is listed and its files' headers read, a `.npz` file's array headers
-are read) and returns a `Source`: the dataset's facts (event shape, classes,
-whether `image_size` applies), its split sizes and the reader of each split.
-`experiment.resolve` describes the dataset once per run and hands the
-`Source` on: the step count, the train and test streams (`pipeline`) and
-evaluation use it, and nothing opens the dataset again.
+A `Source` holds the dataset's facts (event shape, classes, whether
+`image_size` applies), its split sizes and the reader of each split;
+`catalog.describe(name)` makes the one of a run. This module imports none of
+the sources.
 
 A split (`Source.read`) is a `Split`: its size and a TensorFlow function from
 an example's index to its stored example, gathered from memory or read from
@@ -127,37 +120,3 @@ class Source:
 def check_split(split):
   if split not in SPLITS:
     raise ValueError(f'split must be one of {SPLITS}, got {split!r}.')
-
-
-def describe(name, image_size=None, channels=None, data_dir=None, *,
-             download=True):
-  """The `Source` of `name`: a 2-D toy, a TFDS image dataset (`cifar10`,
-  `downsampled_imagenet/64x64`, ...), `folder:PATH` or `npz:FILE`. Reads no
-  images.
-
-  Args:
-    image_size: side of resized images (`Source.resizes`; default: the
-      source's).
-    channels: folders: 1 or 3, converting images that have the other count.
-    data_dir: tensorflow-datasets data directory (default: tfds's).
-    download: allow tfds to download a missing dataset when a split is read.
-
-  Raises:
-    ValueError: `name` is no toy or TFDS image dataset, or a folder or file
-      that does not exist, or `channels` is not 1 or 3.
-    DataError: the folder holds no images, or the .npz file no usable arrays.
-  """
-  # The sources build on this module's types, hence imported here.
-  from tf_realnvp.data import folder  # pylint: disable=g-import-not-at-top
-  from tf_realnvp.data import npz
-  from tf_realnvp.data import tfds_source
-  from tf_realnvp.data import toys
-  if channels not in (None, 1, 3):
-    raise ValueError(f'channels must be 1 or 3, got {channels}.')
-  if name in toys.TOY_DATASETS:
-    return toys.ToySource(name)
-  if name.startswith(FOLDER_PREFIX):
-    return folder.FolderSource(name, image_size, channels)
-  if name.startswith(NPZ_PREFIX):
-    return npz.NpzSource(name)
-  return tfds_source.TfdsSource(name, image_size, data_dir, download)
