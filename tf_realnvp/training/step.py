@@ -54,8 +54,7 @@ class TrainStep:
     self.bad_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                                  name='bad_steps')
     # Traced without AutoGraph, as every function of the package: the code
-    # branches with `tf.cond` only, and converting it took half the time of
-    # a short 2-D run.
+    # branches with `tf.cond` only, so there is nothing to convert.
     self._replica_gradients = tf.function(self._gradients, jit_compile=jit,
                                           autograph=False)
     self._compiled_update = tf.function(self._update, autograph=False)
