@@ -110,6 +110,29 @@ def test_networks_run_again_only_in_the_backward_pass_of_training():
     assert calls.call_count == 6
 
 
+@pytest.mark.parametrize('recompute, backward_runs',
+                         [('networks', 2), ('invertible', 3)])
+def test_residual_blocks_run_again_from_their_inputs(recompute,
+                                                     backward_runs):
+  """In the backward pass each residual block runs in the network's
+  recomputation and once more for its own gradients (and, `'invertible'`,
+  in the inverse that rebuilds the coupling's input)."""
+  keras.utils.set_random_seed(0)
+  flow = tf_realnvp.RealNVP((4, 4, 3), num_scales=1, num_res_blocks=2,
+                            num_filters=4, recompute=recompute)
+  x = tf.random.uniform((BATCH, 4, 4, 3), maxval=256.)
+  block = networks.ResidualBlock._block
+  with mock.patch.object(networks.ResidualBlock, '_block', autospec=True,
+                         side_effect=block) as calls:
+    flow.log_prob(x)
+    evaluation = calls.call_count  # Two blocks per coupling.
+    with tf.GradientTape() as tape, training_mode.training():
+      loss = tf.reduce_sum(flow.log_prob(x + 1.))
+    assert calls.call_count == 2 * evaluation > 0
+    tape.gradient(loss, flow.trainable_variables)
+    assert calls.call_count == (2 + backward_runs) * evaluation
+
+
 def test_a_checkpoint_restores_in_every_mode(tmp_path):
   """The modes build the same variables under the same names, so a resumed
   run may change its mode."""

@@ -75,9 +75,11 @@ class WeightNormDense(keras.layers.Layer):
           name='bias', shape=(self.units,), initializer='zeros')
 
   def call(self, x):
-    axes = tuple(range(len(self.direction.shape) - 1))
-    kernel = self.direction * (self.gain * ops.rsqrt(
-        ops.sum(ops.square(self.direction), axis=axes) + 1e-12))
+    # Recomputed, the kernel waits for the input: computed when the backward
+    # pass reaches the layer, not for every layer at its start, and never
+    # merged with the forward pass's kernel (which would then be kept).
+    with tf.control_dependencies([x] if recompute.is_recomputing() else []):
+      kernel = self._kernel()
     kernel = ops.cast(kernel, self.compute_dtype)
     x = ops.cast(x, self.compute_dtype)
     if self.kernel_size is None:
@@ -90,6 +92,11 @@ class WeightNormDense(keras.layers.Layer):
     # gradient into the kernel gradient (`Conv2DBackpropFilterWithBias`),
     # where a broadcast `+` costs a separate reduction over the batch.
     return tf.nn.bias_add(y, ops.cast(self.bias, self.compute_dtype))
+
+  def _kernel(self):
+    axes = tuple(range(len(self.direction.shape) - 1))
+    return self.direction * (self.gain * ops.rsqrt(
+        ops.sum(ops.square(self.direction), axis=axes) + 1e-12))
 
 
 class BatchNormalization(keras.layers.BatchNormalization):
@@ -154,6 +161,11 @@ class ResidualBlock(keras.layers.Layer):
   is added after the skip, in `h`'s dtype: Grappler's remapper fails on a
   graph where a convolution, its bias and the skip addition follow one
   another in two blocks in a row (TF 2.21, oneDNN).
+
+  When its network is recomputed for gradients (`tf_realnvp.recompute`),
+  the block is recomputed once more from its own input: the backward pass
+  then keeps the blocks' inputs and one block's activations at a time, not
+  every activation of the network.
   """
 
   def __init__(self, num_filters, batch_norm=False, **kwargs):
@@ -172,6 +184,11 @@ class ResidualBlock(keras.layers.Layer):
         name='bias', shape=(input_shape[-1],), initializer='zeros')
 
   def call(self, h):
+    if recompute.is_recomputing():
+      return recompute.recomputed(lambda h: [self._block(h)], h)[0]
+    return self._block(h)
+
+  def _block(self, h):
     residual = self.second(self.second_activation(
         self.first(self.first_activation(h))))
     return tf.nn.bias_add(h + ops.cast(residual, h.dtype),

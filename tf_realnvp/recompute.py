@@ -5,11 +5,13 @@
 - `'none'`: backpropagation keeps every activation of the forward pass.
 - `'networks'`: each coupling keeps only its s/t network's inputs and runs
   the network again in the backward pass (gradient checkpointing, Chen et
-  al. 2016), `recomputed` below: one more network forward per coupling.
+  al. 2016), `recomputed` below; in that run each residual block keeps only
+  its input and runs again for its own gradients: two more network
+  forwards per coupling.
 - `'invertible'`: the flow keeps only its output; each layer's input is
   rebuilt from its output by the inverse in the backward pass (Gomez et al.
   2017), `bijectors.Reversible`: activation memory does not grow with the
-  number of layers.
+  number of layers; the networks are recomputed block by block as above.
 
 In a recomputation, batch normalization uses the batch's statistics again
 but does not update its running averages a second time (`is_recomputing`).

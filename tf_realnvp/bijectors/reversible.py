@@ -26,7 +26,8 @@ class Reversible(OnePassBijector):
   layer's weights from those of `y_l` and of the log-det. Training then keeps
   the chain's output and one layer's activations at a time: memory does not
   grow with the number of layers (it still grows with each network's
-  depth), for one more network pass per coupling (its inverse) than
+  depth, by one residual block's input per block: `networks.ResidualBlock`),
+  for one more network pass per coupling (its inverse) than
   `recompute='networks'`.
 
   The rebuilt `x_l` differs from the forward pass's by float round-off: an

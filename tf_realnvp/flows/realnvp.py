@@ -102,7 +102,8 @@ def RealNVP(event_shape, *, num_scales=2, num_res_blocks=8, num_filters=64,
 
   Memory in training, `recompute` (`tf_realnvp.recompute`): `'none'` keeps
   every activation for backpropagation; `'networks'` keeps only each s/t
-  network's input and runs the network again in the backward pass;
+  network's input and runs the network again in the backward pass, each
+  residual block once more from its own input;
   `'invertible'` keeps only the couplings' output and rebuilds each layer's
   input from its output with the inverse (`bijectors.Reversible`), so memory
   does not grow with depth (not with `batch_norm_couplings`, whose inverse
