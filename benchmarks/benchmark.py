@@ -187,6 +187,7 @@ def measure(flow, jit, settings, profile_name=None):
         'flops_per_image': passes * flow.forward_flops,
         'compile_s': max(first - seconds, 0.),
         'peak_tensor_mib': memory.tensor_bytes / 2**20,
+        'resident_tensor_mib': memory.resident_bytes / 2**20,
         'peak_rss_mib': (memory.rss_bytes / 2**20
                          if memory.rss_bytes is not None else None),
         'finite_output': bool(np.all(np.isfinite(output))),

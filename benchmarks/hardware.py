@@ -85,7 +85,9 @@ class PeakMemory:
   `tensor_bytes` is the peak of TensorFlow's allocator on the benchmark's
   device (tensors and XLA buffers), reset on entry; on CPU it tracks only
   large allocations (a 16 KiB tensor is not counted, 256 KiB is), so a tiny
-  model may read 0. `rss_bytes` is the process's resident-set high-water
+  model may read 0. `resident_bytes` is what that allocator held on entry
+  (the weights, the optimizer's slots, the inputs): `tensor_bytes` minus it
+  is what the work itself allocated. `rss_bytes` is the process's resident-set high-water
   mark (`VmHWM`, reset on entry through `/proc/self/clear_refs`) on Linux,
   else `None`: it counts the whole process, TensorFlow's runtime included.
   """
@@ -93,6 +95,8 @@ class PeakMemory:
   def __enter__(self):
     self._device = device()
     tf.config.experimental.reset_memory_stats(self._device)
+    self.resident_bytes = tf.config.experimental.get_memory_info(
+        self._device)['current']
     self._rss_reset = _reset_rss_peak()
     return self
 

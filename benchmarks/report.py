@@ -21,7 +21,8 @@ _COLUMNS = (
     'model', 'flow', 'blocks', 'params', 'GFLOP/img', 'precision', 'XLA',
     'recompute', 'ceiling GFLOP/s', 'train img/s', 'train % ceiling',
     'log_prob img/s', 'log_prob % ceiling', 'sample latency (s)',
-    'train compile (s)', 'train peak MiB', 'train peak RSS MiB')
+    'train compile (s)', 'train peak MiB', 'train MiB at start',
+    'train peak RSS MiB')
 _XLA = {False: 'XLA off', True: 'XLA on'}
 
 
@@ -87,6 +88,7 @@ def markdown(result):
         f'{row["sample"]["seconds"]:.3f}',
         f'{row["train"]["compile_s"]:.1f}',
         f'{row["train"]["peak_tensor_mib"]:.4g}',
+        f'{row["train"]["resident_tensor_mib"]:.4g}',
         f'{row["train"]["peak_rss_mib"] or 0:.4g}')
     lines.append('| ' + ' | '.join(cells) + ' |')
   lines += ['', 'Ratios:', '']
@@ -139,4 +141,13 @@ def _recompute_ratios(rows):
     if base['train']['peak_tensor_mib']:
       found[f'{name}, peak MiB'] = (row['train']['peak_tensor_mib']
                                     / base['train']['peak_tensor_mib'])
+    if _allocated(base['train']):
+      found[f'{name}, MiB beyond the start'] = (
+          _allocated(row['train']) / _allocated(base['train']))
   return found
+
+
+def _allocated(figures):
+  """MiB a phase allocated beyond what it started with (the weights, the
+  optimizer's slots): activations, gradients, temporaries."""
+  return figures['peak_tensor_mib'] - figures['resident_tensor_mib']
