@@ -124,10 +124,13 @@ def test_a_corrupt_file_is_named(run, caplog):
   """As `score_run` reads a folder."""
   _, folders = run
   source = data.describe(f'folder:{folders["flat"]}', SIZE, 1)
+  files = source.read_every_file()
   with caplog.at_level(logging.WARNING):
-    ids, images, skipped = scoring.read_examples(source, every_file=True)
+    scores = scoring.score(lambda x: tf.zeros(tf.shape(x)[:1]), files)
   assert f'{CORRUPT} (1 skipped so far)' in caplog.text
-  assert len(ids) == len(images) == 100 and skipped == 1
+  assert files.size == 101 and len(scores) == len(scores.images) == 100
+  assert source.paths[files.size - 1] == CORRUPT
+  assert list(scores.index) == list(range(100))  # All but the corrupt one.
 
 
 def readme_recipe(saved_model, images, u):
@@ -159,9 +162,21 @@ def test_scoring_through_the_saved_model_equals_the_package(run):
                              atol=1e-4)
 
 
-def test_evaluate_draws_the_manifold_of_four_test_images(run):
-  model_dir, _ = run
-  result = evaluation.evaluate(model_dir)
+@pytest.fixture(scope='module')
+def evaluated(run):
+  """`evaluate.py`'s result on the run: one dequantization draw."""
+  return evaluation.evaluate(run[0])
+
+
+def test_scoring_gives_the_test_figure_of_evaluate(evaluated, summaries):
+  """The same stream, noise and objective: the test split's mean score
+  summary is eval.json's test bits/dim, to float32 round-off."""
+  assert summaries['held_out']['test_mean_bits_per_dim'] == pytest.approx(
+      evaluated['test_bits_per_dim'], rel=1e-6)
+
+
+def test_evaluate_draws_the_manifold_of_four_test_images(evaluated):
+  result = evaluated
   grid = tf.io.decode_png(tf.io.read_file(result['manifold'])).numpy()
   side = evaluation.figures.MANIFOLD_SIDE * SIZE
   assert grid.shape == (side, side, 1)

@@ -10,6 +10,7 @@ place.
 from tf_realnvp.data.catalog import describe
 from tf_realnvp.data.pipeline import batches
 from tf_realnvp.data.pipeline import make_dataset
+from tf_realnvp.data.pipeline import split_batches
 from tf_realnvp.data.preprocessing import dequantize
 from tf_realnvp.data.sources import DataError
 from tf_realnvp.data.sources import DatasetUnavailableError
@@ -25,6 +26,6 @@ from tf_realnvp.data.toys import TOY_SPLITS
 __all__ = [
     'DataError', 'DatasetUnavailableError', 'SPLITS', 'Source', 'Split',
     'TOY_DATASETS', 'TOY_SPLITS', 'batches', 'dequantize', 'describe',
-    'eight_gaussians_means', 'make_dataset', 'sample_toy',
+    'eight_gaussians_means', 'make_dataset', 'sample_toy', 'split_batches',
     'toy_log_prob_8gaussians',
 ]

@@ -164,14 +164,33 @@ def batches(source, split, batch_size, seed, *, random_flip=False,
         f'random_flip is for images; {source.name!r} is a 2-D toy.')
   if labels and source.num_classes is None:
     raise ValueError(f'{source.name} has no labels.')
+  return split_batches(
+      source.read(split, stream=stream, strict=strict_data), batch_size,
+      seed, random_flip=random_flip, random_crop=random_crop,
+      shuffle=shuffle, repeat=repeat, drop_remainder=drop_remainder,
+      labels=labels)
+
+
+def split_batches(examples, batch_size, seed, *, random_flip=False,
+                  random_crop=False, shuffle=True, repeat=True,
+                  drop_remainder=True, labels=False, indices=False):
+  """`batches` of a split already read (a `sources.Split`: images when its
+  examples are `[H, W, C]`, else points), the same for the same arguments.
+
+  With `indices`, `(index, x)` pairs: each example's index into the split
+  (for scoring: which examples were readable).
+  """
   base_seed = tf.constant(divmod(seed, 2**31), tf.int32)
-  examples = source.read(split, stream=stream, strict=strict_data)
   order = _example_order(examples.size, _fold_in(base_seed, 0), shuffle,
                          repeat)
-  if not source.is_image:  # 2-D points, gathered a batch at a time.
+
+  def output(index, x, label):
+    x = (x, label) if labels else x
+    return (index, x) if indices else x
+
+  if len(examples.stored_shape) != 3:  # Points, gathered a batch at a time.
     dataset = order.batch(batch_size, drop_remainder=drop_remainder).map(
-        lambda indices: examples.fetch(indices)[:2] if labels
-        else examples.fetch(indices)[0])
+        lambda index: output(index, *examples.fetch(index)[:2]))
     return dataset.prefetch(tf.data.AUTOTUNE)
   noise_seed, crop_seed = _fold_in(base_seed, 1), _fold_in(base_seed, 2)
 
@@ -182,11 +201,11 @@ def batches(source, split, batch_size, seed, *, random_flip=False,
                     random_crop)
     x = _dequantize_and_flip(image, _fold_in(noise_seed, position),
                              random_flip)
-    return x, label, ok
+    return index, x, label, ok
 
   dataset = order.enumerate().map(
       example, num_parallel_calls=tf.data.AUTOTUNE).filter(
-          lambda x, label, ok: ok).map(
-              lambda x, label, ok: (x, label) if labels else x).batch(
+          lambda index, x, label, ok: ok).map(
+              lambda index, x, label, ok: output(index, x, label)).batch(
                   batch_size, drop_remainder=drop_remainder)
   return dataset.prefetch(tf.data.AUTOTUNE)

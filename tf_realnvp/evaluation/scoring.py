@@ -62,7 +62,6 @@ import tensorflow as tf
 
 from tf_realnvp import data as data_lib
 from tf_realnvp.config import experiment as experiment_lib
-from tf_realnvp.data import preprocessing
 from tf_realnvp.evaluation import figures
 from tf_realnvp.evaluation.evaluator import check_num_dequantizations
 from tf_realnvp.evaluation.evaluator import restore_flow
@@ -77,15 +76,20 @@ SCORE_DOC = ('bits_per_dim - complexity_bits_per_dim (Serra et al. 2020): '
 
 @dataclasses.dataclass(frozen=True)
 class Scores:
-  """Per-example scores (module docstring); every array is `[N]`.
+  """Per-example scores (module docstring) of the readable examples; every
+  array is `[N]`.
 
   Attributes:
     nll: bits/dim for images, the NLL in nats for 2-D points.
     complexity: PNG bits/dim of the images; None for points.
+    index: each scored example's index in what was scored.
+    images: the scored images, `uint8 [N, H, W, C]`; None for points.
   """
 
   nll: np.ndarray
   complexity: Optional[np.ndarray] = None
+  index: Optional[np.ndarray] = None
+  images: Optional[np.ndarray] = None
 
   @property
   def corrected(self):
@@ -108,33 +112,53 @@ def png_bits_per_dim(images):
 def score(model, examples, num_dequantizations=1, seed=0, batch_size=256):
   """Scores `examples` under `model` (module docstring); returns `Scores`.
 
+  The examples pass through the run's stream (`data.split_batches`, in
+  order), so a run's test split scored with the run's seed gives the mean
+  bits/dim `evaluate.py` reports with the same `num_dequantizations`.
+
   Args:
     model: a flow, a SavedModel of one (`tf.saved_model.load`), or anything
       with a `log_prob(x)`, or that function itself; `x` float32
       `[batch, *event_shape]` (images: intensities in `[0, 256)`).
     examples: `uint8` images `[N, H, W, C]`, as the run's preprocessing
-      stores them (size and channels), or float points `[N, D]`.
+      stores them (size and channels), or float points `[N, D]`; or a
+      `data.Split` (e.g. `experiment.data.read('test')`), whose unreadable
+      examples are left out.
     num_dequantizations: images: noise draws to average bits/dim over.
-    seed: int; draw `d` of the examples `[i, i + batch_size)` adds the
-      noise `data.dequantize(images, [seed + d, i])`.
+    seed: int; draw `d` is the stream's noise for the seed `seed + d`.
     batch_size: examples per `log_prob` call.
+
+  Raises:
+    DataError: none of the examples can be read.
   """
+  if not isinstance(examples, data_lib.Split):
+    examples = data_lib.Split.in_memory(np.asarray(examples))
   log_prob = tf.function(getattr(model, 'log_prob', model),
                          autograph=False)
-  examples = np.asarray(examples)
-  if examples.ndim != 4:  # Points.
-    return Scores(-np.concatenate([
-        log_prob(tf.constant(examples[i:i + batch_size], tf.float32)).numpy()
-        for i in range(0, len(examples), batch_size)]).astype(np.float64))
-  total = np.zeros(len(examples))
-  for draw in range(num_dequantizations):
-    for i in range(0, len(examples), batch_size):
-      x = data_lib.dequantize(examples[i:i + batch_size],
-                              tf.constant([seed + draw, i], tf.int32))
-      total[i:i + batch_size] -= log_prob(x).numpy()
+  is_image = len(examples.stored_shape) == 3
+  total, index, images = 0., [], []
+  for draw in range(num_dequantizations if is_image else 1):
+    nll = []
+    for batch_index, x in data_lib.split_batches(
+        examples, batch_size, seed + draw, shuffle=False, repeat=False,
+        drop_remainder=False, indices=True):
+      nll.append(-log_prob(x).numpy())
+      if not draw:
+        index.append(batch_index.numpy())
+        if is_image:  # The stored pixels: the noise is in [0, 1).
+          images.append(np.floor(x.numpy()).astype(np.uint8))
+    if not nll:
+      raise data_lib.DataError(
+          f'None of the {examples.size} examples could be read: are they '
+          'PNG or JPEG?')
+    total = total + np.concatenate(nll).astype(np.float64)
+  index = np.concatenate(index)
+  if not is_image:
+    return Scores(total, index=index)
+  images = np.concatenate(images)
   bits = objective.nats_to_bits_per_dim(total / num_dequantizations,
-                                        examples.shape[1:])
-  return Scores(bits, png_bits_per_dim(examples))
+                                        images.shape[1:])
+  return Scores(bits, png_bits_per_dim(images), index, images)
 
 
 def auroc(outliers, inliers):
@@ -172,48 +196,6 @@ def typicality_p_values(nll, reference_nll, batch_size,
   return ((1 + at_least_as_far) / (1 + draws)).tolist()
 
 
-def read_examples(source, every_file=False):
-  """`(ids, examples, skipped)`: the readable examples of `source` (a
-  `data.Source`) as the run's stream stores them, their identities, and the
-  number of unreadable ones.
-
-  With `every_file` a folder gives every file, both splits
-  (`FolderSource.read_every_file`), its ids the paths relative to it;
-  unreadable files are skipped and logged with a running count. Otherwise
-  the test split, ids the indices. Images are `uint8 [N, H, W, C]` (LSUN:
-  the central crop), points float32 `[N, 2]`; all are held in memory.
-  """
-  if not source.is_image:
-    points = source.read('test')
-    return (list(range(points.size)),
-            points.fetch(tf.range(points.size, dtype=tf.int64))[0].numpy(), 0)
-  if source.is_folder and every_file:
-    split_data, names = source.read_every_file(), source.paths
-  else:
-    split_data = source.read('test')
-    names = list(range(split_data.size))
-
-  def stored(index):
-    image, _, ok = split_data.fetch(index)
-    if split_data.crop:
-      image = preprocessing.central_square(image, split_data.crop)
-    return index, image, ok
-
-  dataset = tf.data.Dataset.range(split_data.size).map(
-      stored, num_parallel_calls=tf.data.AUTOTUNE).filter(
-          lambda index, image, ok: ok).batch(256)
-  kept, images = [], []
-  for index, image, _ in dataset:
-    kept.extend(index.numpy())
-    images.append(image.numpy())
-  if not kept:
-    raise data_lib.DataError(
-        f'None of the {split_data.size} examples of {source.name} could be '
-        'read: are they PNG or JPEG?')
-  return ([names[i] for i in kept], np.concatenate(images),
-          split_data.size - len(kept))
-
-
 def check_settings(num_dequantizations, score_batch):
   """Raises `ConfigError` for a setting of `score_run` that cannot work."""
   check_num_dequantizations(num_dequantizations)
@@ -249,8 +231,8 @@ def score_run(model_dir, dataset, num_dequantizations=1, score_batch=None):
   """Scores `dataset` under the run in `model_dir`; returns the summary.
 
   `dataset` is anything `--dataset` takes, read with the run's image size
-  and channels: a folder whole (`read_examples`), another dataset's test
-  split. Writes `model_dir/scores/NAME.csv` (one row per readable example:
+  and channels: a folder whole (every file, both splits), another dataset's
+  test split. Writes `model_dir/scores/NAME.csv` (one row per readable example:
   `id`, the NLL column (`bits_per_dim` or `nll_nats`), `score`,
   `complexity_bits_per_dim`, empty for points) and `NAME.png` (histograms
   of the run's test split's and the scored set's `score`s and, for images,
@@ -269,11 +251,6 @@ def score_run(model_dir, dataset, num_dequantizations=1, score_batch=None):
   experiment, flow, step = restore_flow(model_dir)
   config, run_data = experiment.config, experiment.data
   source = describe_like_the_run(dataset, experiment)
-  ids, examples, skipped = read_examples(source, every_file=True)
-  if score_batch is not None and score_batch > len(ids):
-    raise experiment_lib.ConfigError(
-        f'--score_batch={score_batch} exceeds the {len(ids)} examples read '
-        f'from {dataset}.')
   log_prob = flow.log_prob
   if config.conditional:  # The marginal over the classes.
     log_prob = functools.partial(figures.marginal_log_prob, flow,
@@ -281,18 +258,28 @@ def score_run(model_dir, dataset, num_dequantizations=1, score_batch=None):
   scorer = functools.partial(score, log_prob,
                              num_dequantizations=num_dequantizations,
                              seed=config.seed, batch_size=config.batch_size)
+  if source.is_folder:  # Every file, both splits; ids: the paths.
+    examples, names = source.read_every_file(), source.paths
+  else:
+    examples = source.read('test')
+    names = range(examples.size)
   scored = scorer(examples)
-  test = scorer(read_examples(run_data)[1])
+  ids = [names[i] for i in scored.index]
+  if score_batch is not None and score_batch > len(ids):
+    raise experiment_lib.ConfigError(
+        f'--score_batch={score_batch} exceeds the {len(ids)} examples read '
+        f'from {dataset}.')
+  test = scorer(run_data.read('test', strict=config.strict_data))
   name = experiment_lib.run_name(source)
   path = os.path.join(model_dir, 'scores', name)
   column = experiment.metric_name
   _write_csv(path + '.csv', ids, scored, column)
   figures.score_figure(
-      path + '.png', test.corrected, scored.corrected,
-      examples if run_data.is_image else None,
+      path + '.png', test.corrected, scored.corrected, scored.images,
       title=f'{dataset} beside the test split of {model_dir}, step {step}')
   summary = {
-      'step': step, 'scored': dataset, 'count': len(ids), 'skipped': skipped,
+      'step': step, 'scored': dataset, 'count': len(ids),
+      'skipped': examples.size - len(ids),
       f'mean_{column}': float(scored.nll.mean()),
       'mean_score': float(scored.corrected.mean()),
       'score': SCORE_DOC if run_data.is_image else column,
