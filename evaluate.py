@@ -32,76 +32,57 @@ import os
 from absl import app
 from absl import flags
 
+from tf_realnvp import config as config_lib
 from tf_realnvp import data
 from tf_realnvp import evaluation
+from tf_realnvp.config import checks
+from tf_realnvp.config import command_line
 from tf_realnvp.config import experiment as experiment_lib
 
-flags.DEFINE_string('model_dir', None, 'The --model_dir of a training run.')
-flags.DEFINE_integer(
-    'num_dequantizations', None, 'Images: dequantization noise draws to '
-    'average over (default: --importance_samples, so that both bounds come '
-    'from the same draws; with --score, 1).')
-flags.DEFINE_integer(
-    'importance_samples', 1, 'Images: with K > 1, also the importance-'
-    'weighted bound of K dequantization draws per image (tighter).')
-flags.DEFINE_float('temperature', 1.0,
-                   'Standard deviation of the base Normal for the samples.')
-flags.DEFINE_integer('eval_batches', None,
-                     'Test batches to use (default: the whole test split).')
-flags.DEFINE_bool('export', False, 'Also write model_dir/saved_model.')
-flags.DEFINE_string(
-    'score', None, 'Score this dataset (anything --dataset takes; a folder: '
-    'every image in it) against the run\'s test split, instead of evaluating.')
-flags.DEFINE_integer(
-    'score_batch', None, 'With --score: the typicality test of each batch of '
-    'this many consecutive examples.')
-flags.DEFINE_list('export_formats', [],
-                  'Also export as these, any of saved_model (as --export), '
-                  'tflite, onnx (pip install -e ".[export]"): '
-                  'model_dir/export/{log_prob,decode}.{tflite,onnx}.')
-flags.mark_flag_as_required('model_dir')
-FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  portable_formats = [f for f in FLAGS.export_formats if f != 'saved_model']
-  if FLAGS.score is not None and (FLAGS.export or FLAGS.export_formats):
-    raise experiment_lib.ConfigError(
-        '--score scores a dataset and exports nothing: run evaluate.py '
-        'without --score to export.')
+  config = command_line.config_from_flags(config_lib.EvaluationConfig)
+  checks.check_evaluation(config)
+  portable_formats = [f for f in config.export_formats if f != 'saved_model']
   # Before evaluating: refuse at once a format unknown or not installed.
   if portable_formats:
     from tf_realnvp.serving import portable  # pylint: disable=g-import-not-at-top
     portable.check_formats(portable_formats)
   # Left unset, each function's own default: evaluate's is
   # --importance_samples, scoring's one draw.
-  draws = ({} if FLAGS.num_dequantizations is None
-           else dict(num_dequantizations=FLAGS.num_dequantizations))
-  if FLAGS.score is not None:
+  draws = ({} if config.num_dequantizations is None
+           else dict(num_dequantizations=config.num_dequantizations))
+  if config.score is not None:
     result = evaluation.scoring.score_run(
-        FLAGS.model_dir, FLAGS.score, score_batch=FLAGS.score_batch, **draws)
+        config.model_dir, config.score, score_batch=config.score_batch,
+        **draws)
   else:
     result = evaluation.evaluate(
-        FLAGS.model_dir, temperature=FLAGS.temperature,
-        eval_batches=FLAGS.eval_batches,
-        export=FLAGS.export or 'saved_model' in FLAGS.export_formats,
-        importance_samples=FLAGS.importance_samples, **draws)
+        config.model_dir, temperature=config.temperature,
+        eval_batches=config.eval_batches,
+        export=config.export or 'saved_model' in config.export_formats,
+        importance_samples=config.importance_samples, **draws)
   if portable_formats:
-    experiment, flow, _ = evaluation.restore_flow(FLAGS.model_dir)
+    experiment, flow, _ = evaluation.restore_flow(config.model_dir)
     result['export'] = portable.export_portable(
         experiment.float32_flow(flow),
-        os.path.join(FLAGS.model_dir, 'export'), portable_formats)
+        os.path.join(config.model_dir, 'export'), portable_formats)
   print(json.dumps(result, indent=2))
 
 
 # The exit code of each error `main` reports in one line, without traceback.
 EXIT_CODES = {
-    experiment_lib.ConfigError: 2,
+    experiment_lib.ConfigError: command_line.USAGE_ERROR,
     data.DatasetUnavailableError: 1,
     data.DataError: 1,
     FileNotFoundError: 1,
 }
 
 if __name__ == '__main__':
-  app.run(console.exit_on_errors(main, EXIT_CODES), argv=ARGV)
+  command_line.define_flags(config_lib.EvaluationConfig)
+  flags.adopt_module_key_flags(command_line)  # In --help.
+  flags.mark_flag_as_required('model_dir')
+  app.run(console.exit_on_errors(main, EXIT_CODES), argv=ARGV,
+          flags_parser=command_line.parse_flags)

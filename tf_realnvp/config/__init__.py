@@ -1,6 +1,8 @@
 """A run's settings, their defaults and checks, and its directory.
 
-    settings.py    Config: every setting with its default and meaning
+    settings.py    Config: every setting with its default and meaning;
+                   EvaluationConfig: those of evaluate.py
+    command_line.py  the flags of train.py and evaluate.py, from those
     presets.py     the defaults that depend on the data and the flow, and
                    the paper's presets, as tables with their sources
     checks.py      the checks of the settings, each a one-line ConfigError
@@ -13,6 +15,7 @@
 
 from tf_realnvp.config.settings import ABSENT_FIELD_VALUES
 from tf_realnvp.config.settings import Config
+from tf_realnvp.config.settings import EvaluationConfig
 from tf_realnvp.config.settings import ConfigError
 from tf_realnvp.config.settings import flag_fields
 from tf_realnvp.config.settings import ADAPTIVE_DEFAULT_FIELDS
@@ -20,6 +23,7 @@ from tf_realnvp.config.settings import KEPT_ON_RESUME
 from tf_realnvp.config.settings import RESUME_FIELDS
 
 __all__ = [
-    'ABSENT_FIELD_VALUES', 'Config', 'ConfigError', 'flag_fields',
+    'ABSENT_FIELD_VALUES', 'Config', 'ConfigError', 'EvaluationConfig',
+    'flag_fields',
     'ADAPTIVE_DEFAULT_FIELDS', 'KEPT_ON_RESUME', 'RESUME_FIELDS',
 ]

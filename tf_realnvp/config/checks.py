@@ -1,7 +1,8 @@
 """The checks of a run's settings, each raising a `ConfigError` that names the
 setting and what to do: the values each setting takes, the settings the
 dataset and the flow would not use, the recipe's bounds. `experiment.resolve`
-runs them before any data is read.
+runs them before any data is read; `check_evaluation` those of
+`evaluate.py`, before the run is read.
 """
 
 from tf_realnvp import flows
@@ -152,3 +153,18 @@ def ignored_settings(config, source):
   if config.channels is not None and not source.is_folder:
     unused.append('channels')
   return unused
+
+
+def check_evaluation(config):
+  """The checks of an `EvaluationConfig`."""
+  for name in ('num_dequantizations', 'importance_samples', 'eval_batches',
+               'score_batch'):
+    value = getattr(config, name)
+    if value is not None and value < 1:
+      raise ConfigError(f'--{name} must be at least 1, got {value}.')
+  if not config.temperature > 0:
+    raise ConfigError(
+        f'--temperature must be positive, got {config.temperature}.')
+  if config.score is not None and (config.export or config.export_formats):
+    raise ConfigError('--score scores a dataset and exports nothing: run '
+                      'evaluate.py without --score to export.')

@@ -306,3 +306,37 @@ class Config:
           f'{path} not found: is {model_dir} the --model_dir of a training run?')
     with open(path) as f:
       return cls(**{**ABSENT_FIELD_VALUES, **json.load(f)})
+
+
+@dataclasses.dataclass
+class EvaluationConfig:
+  """Settings of `evaluate.py`: evaluating a trained run, or scoring a
+  dataset against it (`score`)."""
+
+  model_dir: Optional[str] = _field(None,
+                                    'The --model_dir of a training run.')
+  num_dequantizations: Optional[int] = _field(
+      None, 'Images: dequantization noise draws to average over (default: '
+      '--importance_samples, so that both bounds come from the same draws; '
+      'with --score, 1).')
+  importance_samples: int = _field(
+      1, 'Images: with K > 1, also the importance-weighted bound of K '
+      'dequantization draws per image (tighter).')
+  temperature: float = _field(
+      1.0, 'Standard deviation of the base Normal for the samples.')
+  eval_batches: Optional[int] = _field(
+      None, 'Test batches to use (default: the whole test split).')
+  export: bool = _field(False, 'Also write model_dir/saved_model.')
+  export_formats: Tuple[str, ...] = _field(
+      (), 'Also export as these, any of saved_model (as --export), tflite, '
+      'onnx (pip install -e ".[export]"): '
+      'model_dir/export/{log_prob,decode}.{tflite,onnx}.')
+  score: Optional[str] = _field(
+      None, 'Score this dataset (anything --dataset takes; a folder: every '
+      "image in it) against the run's test split, instead of evaluating.")
+  score_batch: Optional[int] = _field(
+      None, 'With --score: the typicality test of each batch of this many '
+      'consecutive examples.')
+
+  def __post_init__(self):
+    self.export_formats = tuple(self.export_formats)

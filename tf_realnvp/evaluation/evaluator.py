@@ -13,8 +13,10 @@ import os
 import tensorflow as tf
 
 from tf_realnvp import flows
+from tf_realnvp.config import checks
 from tf_realnvp.config import experiment as experiment_lib
 from tf_realnvp.config import run_dir
+from tf_realnvp.config import settings
 from tf_realnvp.evaluation.figures import write_manifold
 from tf_realnvp.evaluation.figures import write_samples
 from tf_realnvp.flows import objective
@@ -99,18 +101,6 @@ def restore_flow(model_dir, averaged=True):
   return experiment, flow, int(step.numpy())
 
 
-def check_num_dequantizations(num_dequantizations):
-  if num_dequantizations < 1:
-    raise experiment_lib.ConfigError(
-        f'--num_dequantizations must be at least 1, got {num_dequantizations}.')
-
-
-def check_importance_samples(importance_samples):
-  if importance_samples < 1:
-    raise experiment_lib.ConfigError(
-        f'--importance_samples must be at least 1, got {importance_samples}.')
-
-
 def evaluate(model_dir, num_dequantizations=None, temperature=1.0,
              eval_batches=None, export=False, importance_samples=1):
   """Evaluates the latest checkpoint in `model_dir`; returns the eval.json dict.
@@ -128,13 +118,11 @@ def evaluate(model_dir, num_dequantizations=None, temperature=1.0,
   With `export`, `model_dir/saved_model` computes in float32 whatever the
   run trained in (`Experiment.float32_flow`).
   """
-  if not temperature > 0:
-    raise experiment_lib.ConfigError(
-        f'--temperature must be positive, got {temperature}.')
-  check_importance_samples(importance_samples)
+  checks.check_evaluation(settings.EvaluationConfig(
+      model_dir, num_dequantizations, importance_samples, temperature,
+      eval_batches))
   if num_dequantizations is None:
     num_dequantizations = importance_samples
-  check_num_dequantizations(num_dequantizations)
   experiment, flow, step = restore_flow(model_dir)
   evaluator = Evaluator(flow, tf.distribute.get_strategy())
 

@@ -61,9 +61,10 @@ import numpy as np
 import tensorflow as tf
 
 from tf_realnvp import data as data_lib
+from tf_realnvp.config import checks
 from tf_realnvp.config import experiment as experiment_lib
+from tf_realnvp.config import settings
 from tf_realnvp.evaluation import figures
-from tf_realnvp.evaluation.evaluator import check_num_dequantizations
 from tf_realnvp.evaluation.evaluator import restore_flow
 from tf_realnvp.flows import objective
 
@@ -196,15 +197,6 @@ def typicality_p_values(nll, reference_nll, batch_size,
   return ((1 + at_least_as_far) / (1 + draws)).tolist()
 
 
-def check_settings(num_dequantizations, score_batch):
-  """Raises `ConfigError` for a setting of `score_run` that cannot work."""
-  check_num_dequantizations(num_dequantizations)
-  if score_batch is not None and score_batch < 1:
-    raise experiment_lib.ConfigError(
-        f'--score_batch must be at least 1 (examples per typicality test), '
-        f'got {score_batch}.')
-
-
 def describe_like_the_run(dataset, experiment):
   """The `data.Source` of `dataset`, its images sized and coloured as those
   of the run (its `experiment`) are; `ConfigError` if it does not exist or
@@ -247,7 +239,8 @@ def score_run(model_dir, dataset, num_dequantizations=1, score_batch=None):
     FileNotFoundError: no run or no checkpoint in `model_dir`.
     DataError: nothing in `dataset` can be read.
   """
-  check_settings(num_dequantizations, score_batch)
+  checks.check_evaluation(settings.EvaluationConfig(
+      model_dir, num_dequantizations, score=dataset, score_batch=score_batch))
   experiment, flow, step = restore_flow(model_dir)
   config, run_data = experiment.config, experiment.data
   source = describe_like_the_run(dataset, experiment)
