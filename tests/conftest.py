@@ -28,7 +28,7 @@ tf.config.set_logical_device_configuration(
 # optimizing graphs that then run a few times. What it computes is what the
 # graph says, so the tests' properties hold either way; the scripts that tests
 # start as users start them (test_cli, test_reliability, test_multi_worker,
-# test_export's reloads) and test_networks' Grappler test run with it on.
+# test_saved_model's reloads) and test_networks' Grappler test run with it on.
 tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': True})
 
 
@@ -39,12 +39,12 @@ tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': True})
 # out the end instead of one long test running alone while the other worker
 # idles.
 SLOWEST_FILES = (
-    'test_portable_export.py',
+    'test_portable.py',
     'test_reliability.py',
     'test_multi_worker.py',
     'test_benchmark.py',
-    'test_export.py',
-    'test_trainer.py',
+    'test_saved_model.py',
+    'test_loop.py',
     'test_conditional.py',
     'test_scoring.py',
     'test_first_tweaks.py',
@@ -53,7 +53,7 @@ SLOWEST_FILES = (
     'test_flows.py',
     'test_console.py',
     'test_cli.py',
-    'test_distribution.py',
+    'test_realnvp.py',
 )
 
 

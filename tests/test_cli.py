@@ -165,7 +165,7 @@ def test_train_then_evaluate_end_to_end_in_plain_lines(tmp_path):
   final = float(re.search(r'test_nll_nats=([-0-9.e]+)', printed)[1])
   assert final == pytest.approx(eval_json['test_nll_nats'], abs=1e-4)
   # The export agrees with the restored flow (that it reloads in a process
-  # without tf_realnvp, tests/test_export.py checks for every export).
+  # without tf_realnvp, tests/test_saved_model.py checks for every export).
   exported = tf.saved_model.load(str(model_dir / 'saved_model'))
   _, flow, _ = evaluation.restore_flow(str(model_dir))
   np.testing.assert_allclose(exported.log_prob(test_points[:100]),

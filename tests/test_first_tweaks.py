@@ -49,7 +49,7 @@ MORE_VALUES = {'strategy': ('mirrored', 'multi_worker'),
 # Settings resolved only, where resolving checks all there is to check:
 # where to write, how often, which numbers the compiled step is given; the
 # sizes of a model or a run whose code trains in other cases (its shapes
-# change, not its code; two scales train in test_trainer's CIFAR-10 test);
+# change, not its code; two scales train in test_loop's CIFAR-10 test);
 # the settings a preset fills in; and the strategy that needs GPUs.
 RESOLVED_ONLY = {
     'model_dir', 'data_dir', 'download', 'strict_data', 'log_every',
@@ -66,7 +66,7 @@ RESOLVED_ONLY = {
 # The recipe is the same code on any data: it trains on 2-D data, and is
 # resolved on images; the 2-D length from --epochs is a constant's multiple
 # (images count their split). A learned dequantization trains in
-# test_trainer's `dequantized_runs`; recomputation trains on images here and
+# test_loop's `dequantized_runs`; recomputation trains on images here and
 # on 2-D flows in tests/test_recompute.py.
 RESOLVED_ON = {'image': {'lr_decay', 'ema_decay', 'jit', 'strategy',
                          'dequantization'},

@@ -4,7 +4,7 @@ two runs on one folder, config.json.
 The probe: a short `train.py` run is killed (SIGKILL) while a checkpoint is
 being written, and stopped by SIGTERM; each time the same command resumes it,
 and it must end bit-identical to a run that was never interrupted. (SIGINT
-takes the same handler as SIGTERM; tests/test_trainer.py stops a run with it
+takes the same handler as SIGTERM; tests/test_loop.py stops a run with it
 in process.)
 """
 
@@ -19,9 +19,9 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_trainer import flow_weights
-from test_trainer import small_config
-from test_trainer import train
+from runs import flow_weights
+from runs import small_config
+from runs import train
 
 from tf_realnvp import training
 from tf_realnvp.config import experiment

@@ -132,7 +132,7 @@ def write_case(name, case_dir):
   np.savez(os.path.join(case_dir, 'inputs.npz'), **inputs)
   portable.export_portable(flow, os.path.join(case_dir, 'export'))
   # The functions export_saved_model saves, in this process (that a saved
-  # copy answers as they do, tests/test_export.py checks).
+  # copy answers as they do, tests/test_saved_model.py checks).
   model = saved_model.ExportedFlow(flow)
   samples = model.sample_with_temperature(NUM_SAMPLES, TEMPERATURE, seed,
                                          *sample_context)
