@@ -1,5 +1,5 @@
 """Shared by the tests that train: a small run on two moons, its training
-and the weights, optimizer slots and averages it checkpointed."""
+and the arrays it checkpointed."""
 
 import os
 
@@ -31,13 +31,14 @@ def train(config, **kwargs):
   return training.train_and_evaluate(experiment.resolve(config), **kwargs)
 
 
-def flow_weights(model_dir):
-  """The flow's, optimizer's and averages' arrays in the latest checkpoint."""
+def checkpoint_arrays(model_dir):
+  """The flow's, optimizer's, averages' and step's arrays in the latest
+  checkpoint."""
   path = tf.train.latest_checkpoint(os.path.join(model_dir, 'checkpoints'))
   reader = tf.train.load_checkpoint(path)
   return {name: reader.get_tensor(name)
           for name, _ in tf.train.list_variables(path)
-          if name.startswith(('flow/', 'optimizer/', 'averages/'))}
+          if name.startswith(('flow/', 'optimizer/', 'averages/', 'step/'))}
 
 
 def assert_same_weights(expected, actual):

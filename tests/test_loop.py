@@ -1,6 +1,6 @@
-"""Tests of training and evaluation: train.py / evaluate.py end to end,
-resume exactness, distribution strategies, non-finite steps, interruption,
-the learning-rate schedule and the averaged weights."""
+"""`training.train_and_evaluate` (training/loop.py): resume exactness,
+distribution strategies, non-finite steps, interruption, the learning-rate
+schedule and the averaged weights, and the runs `evaluate` reads back."""
 
 import dataclasses
 import json
@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from runs import PLAIN_RECIPE
 from runs import assert_same_weights
-from runs import flow_weights
+from runs import checkpoint_arrays
 from runs import logged_scalars
 from runs import small_config
 from runs import train
@@ -62,11 +62,11 @@ def test_resume_with_recipe_and_batch_norm_is_exact(tmp_path, monkeypatch):
   resumed = train(config('resumed'))
   assert straight['step'] == resumed['step'] == 40
   assert straight['test_nll_nats'] == resumed['test_nll_nats']
-  expected = flow_weights(tmp_path / 'straight')
+  expected = checkpoint_arrays(tmp_path / 'straight')
   assert any(name.startswith('averages/') for name in expected)
   running = [name for name in expected if 'running_mean' in name]
   assert running and not np.allclose(expected[running[0]], 0.)
-  assert_same_weights(expected, flow_weights(tmp_path / 'resumed'))
+  assert_same_weights(expected, checkpoint_arrays(tmp_path / 'resumed'))
 
 
 def test_evaluation_samples_and_export_use_the_averaged_weights(
@@ -219,8 +219,8 @@ def test_a_decayed_run_trains_further_and_resumes_exactly(
       train(config('resumed', 60))
   resumed = train(config('resumed', 60))
   assert resumed == dict(extended, model_dir=str(tmp_path / 'resumed'))
-  assert_same_weights(flow_weights(tmp_path / 'extended'),
-                      flow_weights(tmp_path / 'resumed'))
+  assert_same_weights(checkpoint_arrays(tmp_path / 'extended'),
+                      checkpoint_arrays(tmp_path / 'resumed'))
 
 
 def test_defaults_left_to_a_resumed_run_keep_its_values(tmp_path):
@@ -415,7 +415,7 @@ def test_nan_batch_is_skipped_and_counted(tmp_path, monkeypatch):
                                                    train_steps=10))
   assert result['bad_steps'] == 2
   assert np.isfinite(result['test_nll_nats'])
-  weights = flow_weights(tmp_path / 'run')
+  weights = checkpoint_arrays(tmp_path / 'run')
   assert all(np.all(np.isfinite(w)) for w in weights.values())
 
 
@@ -452,7 +452,7 @@ def test_mirrored_two_devices_matches_one_device(tmp_path, flow, atol, recipe,
                   eval_batches=1, export=False, **PLAIN_RECIPE)
     values.update(recipe)
     train(config_lib.Config(**values), devices=['/cpu:0'])
-    weights[strategy] = flow_weights(tmp_path / strategy)
+    weights[strategy] = checkpoint_arrays(tmp_path / strategy)
   assert weights['one_device'].keys() == weights['mirrored'].keys()
   for name, value in weights['one_device'].items():
     np.testing.assert_allclose(weights['mirrored'][name], value, rtol=1e-5,

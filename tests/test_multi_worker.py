@@ -9,7 +9,7 @@ import sys
 import time
 
 import numpy as np
-import tensorflow as tf
+from runs import checkpoint_arrays
 
 from tf_realnvp import config as config_lib
 from tf_realnvp import training
@@ -72,14 +72,6 @@ def finish(processes, timeout=240):
     finally:
       process.kill()
   return outputs
-
-
-def checkpoint_arrays(model_dir):
-  path = tf.train.latest_checkpoint(os.path.join(model_dir, 'checkpoints'))
-  reader = tf.train.load_checkpoint(path)
-  return {name: reader.get_tensor(name)
-          for name, _ in tf.train.list_variables(path)
-          if name.startswith(('flow/', 'optimizer/', 'step/'))}
 
 
 def test_two_workers_end_with_the_weights_of_one_process(tmp_path):

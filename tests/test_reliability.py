@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from runs import flow_weights
+from runs import checkpoint_arrays
 from runs import small_config
 from runs import train
 
@@ -95,7 +95,7 @@ def test_killed_or_signalled_runs_resume_bit_identical(tmp_path):
   resumed = subprocess.run(command(probed), cwd=REPO_ROOT, capture_output=True,
                            text=True, timeout=300)
   assert resumed.returncode == 0, resumed.stderr[-2000:]
-  expected, actual = flow_weights(tmp_path / 'straight'), flow_weights(probed)
+  expected, actual = checkpoint_arrays(tmp_path / 'straight'), checkpoint_arrays(probed)
   assert expected.keys() == actual.keys() and len(expected) > 10
   for name in expected:
     np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
@@ -142,7 +142,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(
   damage(model_dir, how)
   resumed = train(damage_config(model_dir, 40))
   assert resumed['test_nll_nats'] == straight['test_nll_nats']
-  expected, actual = flow_weights(root / 'straight'), flow_weights(model_dir)
+  expected, actual = checkpoint_arrays(root / 'straight'), checkpoint_arrays(model_dir)
   for name in expected:
     np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
   if how in ('no index', 'truncated data'):
