@@ -39,6 +39,9 @@ from tf_realnvp.config import checks
 from tf_realnvp.config import command_line
 from tf_realnvp.config import experiment as experiment_lib
 
+command_line.define_flags(config_lib.EvaluationConfig)
+flags.adopt_module_key_flags(command_line)  # In --help.
+flags.mark_flag_as_required('model_dir')
 
 
 def main(argv):
@@ -81,8 +84,5 @@ EXIT_CODES = {
 }
 
 if __name__ == '__main__':
-  command_line.define_flags(config_lib.EvaluationConfig)
-  flags.adopt_module_key_flags(command_line)  # In --help.
-  flags.mark_flag_as_required('model_dir')
   app.run(console.exit_on_errors(main, EXIT_CODES), argv=ARGV,
           flags_parser=command_line.parse_flags)

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 
+from absl import flags
 from absl import logging as absl_logging
 from absl.testing import flagsaver
 import keras
@@ -254,7 +255,7 @@ def run_evaluate_py(evaluate_py, *args):
   error it reports in one line exits (`SystemExit`). The flags are reset
   after."""
   with flagsaver.flagsaver():
-    evaluate_py.FLAGS(['evaluate.py', *args])
+    flags.FLAGS(['evaluate.py', *args])
     console.exit_on_errors(evaluate_py.main, evaluate_py.EXIT_CODES)([])
 
 
