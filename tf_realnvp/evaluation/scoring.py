@@ -1,52 +1,4 @@
-"""Per-example scores of a trained flow, and out-of-distribution tests.
-
-    from tf_realnvp.evaluation import scoring
-    scores = scoring.score(flow, images)   # uint8 [N, H, W, C]; or points [N, 2]
-    scores.nll                             # [N]: bits/dim, -log2 p(x + u) / D
-    scores.complexity                      # [N]: PNG bits/dim of the images
-    scores.corrected                       # [N]: the two above, subtracted
-    scoring.auroc(scores.corrected, test_scores.corrected)
-
-`python evaluate.py --model_dir=RUN --score=DATASET` is `score_run`.
-
-The scores, each per example and larger for a more unusual one:
-
-  * `bits_per_dim` (images; `nll_nats` for 2-D points): the model's negative
-    log-likelihood `-log2 p(x + u) / D`, averaged over dequantization draws
-    `u ~ U[0, 1)^D`. Raw likelihood ranks images simpler than the training
-    data (flat colours, SVHN under a CIFAR-10 model) as *more* likely
-    (Nalisnick et al. 2019, "Do deep generative models know what they don't
-    know?", arXiv 1810.09136).
-  * `complexity_bits_per_dim` (images only): `L(x)`, the length in bits of
-    the 8-bit image as a PNG file (`tf.io.encode_png`, compression level 9,
-    the whole file: signature and chunks included), per dimension.
-  * `score`, the default: `bits_per_dim - complexity_bits_per_dim`, i.e.
-    `S(x) / D` with `S(x) = -l_M(x) - L(x)` of Serra et al. 2020 ("Input
-    complexity and out-of-distribution detection with likelihood-based
-    generative models", arXiv 1909.11480, Sec. 3), `l_M(x) = log2 p(x)`
-    the model's log-likelihood and `L(x)` the compressed length, in bits:
-    `S = log2(p_0(x) / p(x))` for the compressor's `p_0 = 2^-L`, a
-    likelihood-ratio statistic, large when the model codes the image worse
-    than PNG does. For 2-D points complexity does not apply and `score` is
-    `nll_nats`.
-
-The typicality test (Nalisnick et al. 2019, "Detecting out-of-distribution
-inputs to deep generative models using typicality", arXiv 1906.02994): a
-batch of M inputs is typical when its mean NLL lies near the model's
-entropy, estimated by the mean NLL of T reference inputs (the paper: the
-training set; here the run's test split). The statistic is
-`|mean_batch NLL - mean_reference NLL|`. Its null distribution is
-bootstrapped: the same difference between a batch of M and a reference of T
-both drawn with replacement from the reference NLLs, so a small reference
-(whose own mean is uncertain) does not make the test reject too often; for
-`T >> M` this is the paper's test. The p-value is the share of the null
-draws at least as large as the statistic.
-
-AUROC is `P(s_out > s_in) + P(s_out = s_in) / 2` over pairs of a scored and a
-test example (Mann-Whitney U over `n_out n_in`): 1 when the scored set scores
-above all of the test split, 0.5 when the score does not tell them apart,
-below 0.5 when the scored set looks *more* typical than the test split.
-"""
+"""Per-example scores and out-of-distribution tests (`evaluate.py --score`)."""
 
 import csv
 import dataclasses
@@ -77,8 +29,35 @@ SCORE_DOC = ('bits_per_dim - complexity_bits_per_dim (Serra et al. 2020): '
 
 @dataclasses.dataclass(frozen=True)
 class Scores:
-  """Per-example scores (module docstring) of the readable examples; every
-  array is `[N]`.
+  """Per-example scores of the readable examples; every array is `[N]`.
+
+      from tf_realnvp.evaluation import scoring
+      scores = scoring.score(flow, images)   # uint8 [N, H, W, C], or points
+      scores.nll                             # [N]: bits/dim, -log2 p(x + u) / D
+      scores.complexity                      # [N]: PNG bits/dim of the images
+      scores.corrected                       # [N]: the two above, subtracted
+      scoring.auroc(scores.corrected, test_scores.corrected)
+
+  The scores, each per example and larger for a more unusual one:
+
+    * `bits_per_dim` (images; `nll_nats` for 2-D points): the model's negative
+      log-likelihood `-log2 p(x + u) / D`, averaged over dequantization draws
+      `u ~ U[0, 1)^D`. Raw likelihood ranks images simpler than the training
+      data (flat colours, SVHN under a CIFAR-10 model) as *more* likely
+      (Nalisnick et al. 2019, "Do deep generative models know what they don't
+      know?", arXiv 1810.09136).
+    * `complexity_bits_per_dim` (images only): `L(x)`, the length in bits of
+      the 8-bit image as a PNG file (`tf.io.encode_png`, compression level 9,
+      the whole file: signature and chunks included), per dimension.
+    * `score`, the default: `bits_per_dim - complexity_bits_per_dim`, i.e.
+      `S(x) / D` with `S(x) = -l_M(x) - L(x)` of Serra et al. 2020 ("Input
+      complexity and out-of-distribution detection with likelihood-based
+      generative models", arXiv 1909.11480, Sec. 3), `l_M(x) = log2 p(x)`
+      the model's log-likelihood and `L(x)` the compressed length, in bits:
+      `S = log2(p_0(x) / p(x))` for the compressor's `p_0 = 2^-L`, a
+      likelihood-ratio statistic, large when the model codes the image worse
+      than PNG does. For 2-D points complexity does not apply and `score` is
+      `nll_nats`.
 
   Attributes:
     nll: bits/dim for images, the NLL in nats for 2-D points.
@@ -111,7 +90,8 @@ def png_bits_per_dim(images):
 
 
 def score(model, examples, num_dequantizations=1, seed=0, batch_size=256):
-  """Scores `examples` under `model` (module docstring); returns `Scores`.
+  """Scores `examples` under `model`; returns `Scores` (whose docstring
+  defines them).
 
   The examples pass through the run's stream (`data.split_batches`, in
   order), so a run's test split scored with the run's seed gives the mean
@@ -164,7 +144,13 @@ def score(model, examples, num_dequantizations=1, seed=0, batch_size=256):
 
 def auroc(outliers, inliers):
   """`P(a > b) + P(a = b) / 2` for `a` in `outliers`, `b` in `inliers`, from
-  average ranks (ties share theirs): Mann-Whitney U / (n_out n_in)."""
+  average ranks (ties share theirs): Mann-Whitney U / (n_out n_in).
+
+  AUROC is `P(s_out > s_in) + P(s_out = s_in) / 2` over pairs of a scored and a
+  test example (Mann-Whitney U over `n_out n_in`): 1 when the scored set scores
+  above all of the test split, 0.5 when the score does not tell them apart,
+  below 0.5 when the scored set looks *more* typical than the test split.
+  """
   outliers, inliers = np.ravel(outliers), np.ravel(inliers)
   _, group, counts = np.unique(np.concatenate([outliers, inliers]),
                                return_inverse=True, return_counts=True)
@@ -176,10 +162,23 @@ def auroc(outliers, inliers):
 
 def typicality_p_values(nll, reference_nll, batch_size,
                         draws=TYPICALITY_DRAWS, seed=0):
-  """The typicality test (module docstring) of each run of `batch_size`
-  consecutive entries of `nll` (a last, shorter run is left out):
+  """The typicality test of each run of `batch_size` consecutive entries of
+  `nll` (a last, shorter run is left out):
   `(1 + #{b: |d_b| >= |m - mu|}) / (1 + draws)`, `m` the run's mean, `mu`
-  the mean of `reference_nll`, `d_b` the bootstrap differences."""
+  the mean of `reference_nll`, `d_b` the bootstrap differences.
+
+  The typicality test (Nalisnick et al. 2019, "Detecting out-of-distribution
+  inputs to deep generative models using typicality", arXiv 1906.02994): a
+  batch of M inputs is typical when its mean NLL lies near the model's
+  entropy, estimated by the mean NLL of T reference inputs (the paper: the
+  training set; here the run's test split). The statistic is
+  `|mean_batch NLL - mean_reference NLL|`. Its null distribution is
+  bootstrapped: the same difference between a batch of M and a reference of T
+  both drawn with replacement from the reference NLLs, so a small reference
+  (whose own mean is uncertain) does not make the test reject too often; for
+  `T >> M` this is the paper's test. The p-value is the share of the null
+  draws at least as large as the statistic.
+  """
   reference_nll = np.asarray(reference_nll, np.float64)
   size = len(reference_nll)
   rng = np.random.default_rng(seed)

@@ -1,63 +1,4 @@
-"""SavedModel export of a flow that runs without this package.
-
-    m = tf.saved_model.load(export_dir)   # tf_realnvp need not be installed
-    m.log_prob(x)                         # [batch, *event_shape] -> [batch]
-    m.sample(n)                           # n samples from the flow
-    m.sample_with_temperature(n, temperature, seed)  # stateless, reproducible
-    m.encode(x)                           # data -> latent z, same shape
-    m.decode(z)                           # latent z -> data, same shape
-    m.event_shape                         # int32 vector
-    m.max_samples                         # int32 scalar: the most n per call
-
-These return tensors. For `saved_model_cli` and TF Serving the same functions
-are serving signatures, `m.signatures[key](**inputs)`, which take their inputs
-by name and return a dict of named outputs (`SIGNATURES`):
-
-    key                      inputs                       output
-    serving_default          x [batch, *event_shape]      log_prob [batch]
-    log_prob                 x                            log_prob
-    sample                   n                            samples
-    sample_with_temperature  n, temperature, seed [2]     samples
-    encode                   x                            z
-    decode                   z                            x
-
-`serving_default`, the signature a client gets when it names none, is
-`log_prob`.
-
-A conditional flow's functions take its context as a last input, named
-`label` for a class-conditional flow (int32: `[batch]` beside `x` or `z`,
-a scalar for `sample` and `sample_with_temperature`, whose `n` samples are
-all of that class) and `context` for one conditioned on vectors (float:
-`[batch, size]`, or `[size]` for sampling); labels must lie in
-`[0, num_classes)`. `m.num_classes` is the number of classes (0 if the flow
-has none).
-
-The functions check their inputs themselves, with TensorFlow asserts saved
-in the model, and raise `tf.errors.InvalidArgumentError` naming the limit
-rather than return NaN or exhaust memory:
-
-- `log_prob`, `encode`: an image flow's density is over dequantized 8-bit
-  pixels, so every value must lie in `[0, 256)` (`[0, num_levels)`), NaN
-  and infinities excluded; the flow's samples (and `decode`'s results) can
-  lie a little outside (the logit's support is wider), so clip them to
-  `[0, 256)` first. A vector flow takes any finite values. An empty batch
-  gives an empty result.
-- `decode`: `z` must be finite.
-- `sample`, `sample_with_temperature`: `0 <= n <= max_samples`, where
-  `max_samples = max(1, 2**20 // prod(event_shape))` (`MAX_SAMPLE_ELEMENTS`
-  values per call: 341 samples of 32x32x3, 1365 of 16x16x3, 524288 of 2-D
-  points); for more, call several times (with other seeds). A bigger `n` is
-  refused before anything is allocated. The networks' activations are
-  wider than the samples (64 feature maps for 3 channels in the paper's
-  CIFAR-10 model): at the bound each is about 90 MB there.
-- `sample_with_temperature`: the temperature must be positive and finite.
-
-`export_saved_model` writes atomically through sibling directories
-`export_dir.tmp-PID` and `export_dir.old-PID`, and first removes those left
-by a process that no longer runs (killed midway). A directory of a live
-process is left alone; this assumes that the processes exporting to one
-directory run on one machine, whose PIDs the names hold.
-"""
+"""The SavedModel of a flow, which runs without this package."""
 
 import math
 import os
@@ -87,11 +28,62 @@ SIGNATURES = {
 class ExportedFlow(tf.Module):
   """The functions a SavedModel of `flow` offers, usable live as well.
 
+      m = tf.saved_model.load(export_dir)   # tf_realnvp need not be installed
+      m.log_prob(x)                         # [batch, *event_shape] -> [batch]
+      m.sample(n)                           # n samples from the flow
+      m.sample_with_temperature(n, temperature, seed)  # stateless, reproducible
+      m.encode(x)                           # data -> latent z, same shape
+      m.decode(z)                           # latent z -> data, same shape
+      m.event_shape                         # int32 vector
+      m.max_samples                         # int32 scalar: the most n per call
+
+  These return tensors. For `saved_model_cli` and TF Serving the same functions
+  are serving signatures, `m.signatures[key](**inputs)`, which take their inputs
+  by name and return a dict of named outputs (`SIGNATURES`):
+
+      key                      inputs                       output
+      serving_default          x [batch, *event_shape]      log_prob [batch]
+      log_prob                 x                            log_prob
+      sample                   n                            samples
+      sample_with_temperature  n, temperature, seed [2]     samples
+      encode                   x                            z
+      decode                   z                            x
+
+  `serving_default`, the signature a client gets when it names none, is
+  `log_prob`.
+
+  A conditional flow's functions take its context as a last input, named
+  `label` for a class-conditional flow (int32: `[batch]` beside `x` or `z`,
+  a scalar for `sample` and `sample_with_temperature`, whose `n` samples are
+  all of that class) and `context` for one conditioned on vectors (float:
+  `[batch, size]`, or `[size]` for sampling); labels must lie in
+  `[0, num_classes)`. `m.num_classes` is the number of classes (0 if the flow
+  has none).
+
+  The functions check their inputs themselves, with TensorFlow asserts saved
+  in the model, and raise `tf.errors.InvalidArgumentError` naming the limit
+  rather than return NaN or exhaust memory:
+
+  - `log_prob`, `encode`: an image flow's density is over dequantized 8-bit
+    pixels, so every value must lie in `[0, 256)` (`[0, num_levels)`), NaN
+    and infinities excluded; the flow's samples (and `decode`'s results) can
+    lie a little outside (the logit's support is wider), so clip them to
+    `[0, 256)` first. A vector flow takes any finite values. An empty batch
+    gives an empty result.
+  - `decode`: `z` must be finite.
+  - `sample`, `sample_with_temperature`: `0 <= n <= max_samples`, where
+    `max_samples = max(1, 2**20 // prod(event_shape))` (`MAX_SAMPLE_ELEMENTS`
+    values per call: 341 samples of 32x32x3, 1365 of 16x16x3, 524288 of 2-D
+    points); for more, call several times (with other seeds). A bigger `n` is
+    refused before anything is allocated. The networks' activations are
+    wider than the samples (64 feature maps for 3 channels in the paper's
+    CIFAR-10 model): at the bound each is about 90 MB there.
+  - `sample_with_temperature`: the temperature must be positive and finite.
+
   Sampling draws `z ~ N(0, temperature^2 I)` and returns
   `flow.bijector.forward(z)`; with a stateless `seed` the live module and the
   reloaded SavedModel give the same samples. `encode` is
-  `flow.bijector.inverse`, `decode` is `flow.bijector.forward`. Inputs are
-  checked as the module docstring says.
+  `flow.bijector.inverse`, `decode` is `flow.bijector.forward`.
 
   The attributes are `tf.function`s returning a tensor, as Python callers
   want; `signatures()` wraps each in a function returning `{name: tensor}`,
@@ -250,7 +242,10 @@ def export_saved_model(flow, export_dir):
   place only once complete, so an interrupted export never leaves a partial
   `export_dir`; a previous export stays until the new one is complete.
   Temporary siblings that a killed export left behind are removed first
-  (see `run_dir.remove_stale_siblings`).
+  (see `run_dir.remove_stale_siblings`): `export_dir.tmp-PID` and
+  `export_dir.old-PID` of a process that no longer runs. A directory of a
+  live process is left alone; this assumes that the processes exporting to
+  one directory run on one machine, whose PIDs the names hold.
   """
   export_dir = os.path.abspath(export_dir)
   run_dir.remove_stale_siblings(export_dir)
