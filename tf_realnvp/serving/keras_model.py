@@ -1,30 +1,4 @@
-"""Flows as Keras models: `FlowModel`, for `compile`, `fit`, `evaluate`, `save`.
-
-    model = tf_realnvp.FlowModel(kind='realnvp', event_shape=(28, 28, 1),
-                                 settings=dict(num_res_blocks=2))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    model.fit(images, epochs=5)          # metrics: loss, bits_per_dim
-    model.save('flow.keras')             # keras.models.load_model reads it
-
-Keras 3 sees only the `keras.Variable`s assigned to its layers. A flow is a
-`tfd.TransformedDistribution`, a `tf.Module`: a Keras model that merely holds
-one as an attribute has no weights, and `fit` trains nothing (Keras only
-warns). Most of a flow's state is plain `tf.Variable`s no Keras layer owns:
-Glow's `ActNorm` and 1x1 convolutions, NICE's diagonal scaling, the
-`BatchNorm` bijector's running averages, and the `tf_keras` (Keras 2)
-networks of MAF, IAF and FFJORD. `FlowModel` therefore takes every variable
-the flow has (`flow.variables`, which `tf.Module` finds in all of them, the
-couplings' Keras 3 conditioners included) and hands Keras one
-`keras.Variable` per variable: the conditioners' own `keras.Variable`s, and
-for every other one a `keras.Variable` over the same `tf.Variable` (Keras's
-TensorFlow backend keeps a `tf.Variable` it is given as its value, no copy).
-The flow computes with its variables as before; Keras's optimizer, `weights`,
-`save_weights` and `.keras` files see and update the very same storage,
-trainable and non-trainable alike, under a `tf.distribute` strategy too.
-
-To hold a flow in a Keras model of your own, hold a `FlowModel` of it: as a
-Keras layer it brings its weights along.
-"""
+"""Flows as Keras models: `FlowModel` (`compile`, `fit`, `evaluate`, `save`)."""
 
 import json
 
@@ -50,9 +24,16 @@ PAPER_L2 = 5e-5
 class FlowModel(keras.Model):
   """A flow as a `keras.Model` trained by maximum likelihood.
 
+      model = tf_realnvp.FlowModel(kind='realnvp', event_shape=(28, 28, 1),
+                                   settings=dict(num_res_blocks=2))
+      model.compile(optimizer=keras.optimizers.Adam(1e-3))
+      model.fit(images, epochs=5)          # metrics: loss, bits_per_dim
+      model.save('flow.keras')             # keras.models.load_model reads it
+
   `fit` minimizes `tf_realnvp.loss` (the negative log-likelihood
   per dimension plus `l2` times the squared weight-normalization gains) in
-  `tf_realnvp.training_mode.training()`; `evaluate` computes it in evaluation mode.
+  `tf_realnvp.training_mode.training()`; `evaluate` computes it in
+  evaluation mode.
   Both report `loss` (the objective) and the negative log-likelihood without
   the penalty: `bits_per_dim` for images (`objective.nats_to_bits_per_dim`),
   `nll_nats` (nats per event) for vectors. `model(x)` is `flow.log_prob(x)`.
@@ -72,6 +53,25 @@ class FlowModel(keras.Model):
   `ActNorm` layers are initialized on the first batch `fit` or `evaluate` is
   given (a `tf.data.Dataset`'s first element, or the first `batch_size`
   events of an array), across replicas; see `initialize`.
+
+  Keras 3 sees only the `keras.Variable`s assigned to its layers. A flow is a
+  `tfd.TransformedDistribution`, a `tf.Module`: a Keras model that merely holds
+  one as an attribute has no weights, and `fit` trains nothing (Keras only
+  warns). Most of a flow's state is plain `tf.Variable`s no Keras layer owns:
+  Glow's `ActNorm` and 1x1 convolutions, NICE's diagonal scaling, the
+  `BatchNorm` bijector's running averages, and the `tf_keras` (Keras 2)
+  networks of MAF, IAF and FFJORD. `FlowModel` therefore takes every variable
+  the flow has (`flow.variables`, which `tf.Module` finds in all of them, the
+  couplings' Keras 3 conditioners included) and hands Keras one
+  `keras.Variable` per variable: the conditioners' own `keras.Variable`s, and
+  for every other one a `keras.Variable` over the same `tf.Variable` (Keras's
+  TensorFlow backend keeps a `tf.Variable` it is given as its value, no copy).
+  The flow computes with its variables as before; Keras's optimizer, `weights`,
+  `save_weights` and `.keras` files see and update the very same storage,
+  trainable and non-trainable alike, under a `tf.distribute` strategy too.
+
+  To hold a flow in a Keras model of your own, hold a `FlowModel` of it: as a
+  Keras layer it brings its weights along.
 
   Args:
     flow: a flow (`tfd.Distribution` built on `tf.Variable`s), or `None` with

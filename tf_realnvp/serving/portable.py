@@ -1,50 +1,4 @@
-"""TFLite and ONNX files of a flow, for runtimes without TensorFlow.
-
-    export_portable(flow, export_dir, ['tflite', 'onnx'])
-    # export_dir/log_prob.tflite, decode.tflite, log_prob.onnx, decode.onnx
-
-Each file is one of the SavedModel's signatures (`saved_model.SIGNATURES`)
-with the same named inputs and output, units and dtypes: `log_prob` takes
-`x` `[batch, *event_shape]` (dequantized pixels in `[0, 256)` for images)
-and returns `log_prob` `[batch]`; `decode` takes the latent `z` and returns
-`x`. A conditional flow's files take `label` (int32 `[batch]`) or `context`
-(float `[batch, size]`) as well. The batch dimension is dynamic. Sampling is
-decoding Normal noise: `decode(z)` with `z ~ N(0, temperature^2 I)` drawn
-by the caller, as `ExportedFlow.sample_with_temperature` does inside.
-The files compute as `flow` does: a run trained in mixed precision exports
-its float32 twin (`Experiment.float32_flow`), as `evaluate.py` does.
-
-Neither runtime can raise from inside a model (the converters drop TF's
-asserts), so the checks `ExportedFlow` makes become NaN: a row of `x` with a
-value outside the density's support or not finite, a label outside
-`[0, num_classes)`, a non-finite context or `z` gets NaN as its result, the
-other rows their values.
-
-The files come from their own trace of the same bijector calls, because
-two constructs of the SavedModel's graph do not convert to ONNX:
-
-- the couplings' empty-batch `tf.cond` (`Coupling._conditioner_outputs`),
-  traced when the batch size is unknown: tf2onnx loses the shapes of the
-  convolutions inside it. For ONNX the bijector runs on one example, whose
-  batch size is known when tracing (so no cond is traced), vectorized over
-  the batch by `tf.vectorized_map`, which turns it back into batched ops
-  (one convolution over the whole batch). TFLite keeps the batched trace:
-  it converts the cond, and the vectorized one's extra batch axis gives
-  some flows slices and transposes of more dimensions than its kernels take;
-- `BroadcastArgs` in the base `tfd.Sample(Normal)`'s `log_prob`, which
-  ONNX lacks: the standard Normal's log-density is written out here.
-
-The traces are made in `training_mode.frozen()`, as the formats store the
-weights as constants: no variable is assigned (Glow's `ActNorm` computes
-with the values it holds) and Glow's 1x1 convolution decodes by a product
-with its inverse, computed when tracing (TFLite has no triangular solve).
-Each trace is saved as a SavedModel in a temporary directory, from which
-TF's `TFLiteConverter` or `tf2onnx` converts one signature at a time. A
-family whose trace has an op a format lacks raises `PortableExportError`
-naming it. Each file is then run in its runtime on a probe batch and must
-give TensorFlow's answer (log_prob within 1e-4 relative, decode within 0.05
-data units), or the export is refused: a converter can be wrong silently.
-"""
+"""TFLite and ONNX files of a flow, for runtimes without TensorFlow."""
 
 import importlib
 import math
@@ -88,7 +42,32 @@ def _all_in_row(condition):
 
 
 class PortableFlow(tf.Module):
-  """`log_prob` and `decode` of `flow`, traced for conversion (module doc).
+  """`log_prob` and `decode` of `flow`, traced for conversion.
+
+  The files come from their own trace of the same bijector calls, because
+  two constructs of the SavedModel's graph do not convert to ONNX:
+
+  - the couplings' empty-batch `tf.cond` (`Coupling._conditioner_outputs`),
+    traced when the batch size is unknown: tf2onnx loses the shapes of the
+    convolutions inside it. For ONNX the bijector runs on one example, whose
+    batch size is known when tracing (so no cond is traced), vectorized over
+    the batch by `tf.vectorized_map`, which turns it back into batched ops
+    (one convolution over the whole batch). TFLite keeps the batched trace:
+    it converts the cond, and the vectorized one's extra batch axis gives
+    some flows slices and transposes of more dimensions than its kernels take;
+  - `BroadcastArgs` in the base `tfd.Sample(Normal)`'s `log_prob`, which
+    ONNX lacks: the standard Normal's log-density is written out here.
+
+  The traces are made in `training_mode.frozen()`, as the formats store the
+  weights as constants: no variable is assigned (Glow's `ActNorm` computes
+  with the values it holds) and Glow's 1x1 convolution decodes by a product
+  with its inverse, computed when tracing (TFLite has no triangular solve).
+  Each trace is saved as a SavedModel in a temporary directory, from which
+  TF's `TFLiteConverter` or `tf2onnx` converts one signature at a time. A
+  family whose trace has an op a format lacks raises `PortableExportError`
+  naming it. Each file is then run in its runtime on a probe batch and must
+  give TensorFlow's answer (log_prob within 1e-4 relative, decode within 0.05
+  data units), or the export is refused: a converter can be wrong silently.
 
   The inputs and their checks are those of `exported`, `flow`'s
   `ExportedFlow`; here a failed check gives NaN rows instead of an error.
@@ -319,6 +298,26 @@ def _imports(name):
 
 def export_portable(flow, export_dir, formats=('tflite', 'onnx')):
   """Writes `export_dir/{log_prob,decode}.{tflite,onnx}`; returns the paths.
+
+      export_portable(flow, export_dir, ['tflite', 'onnx'])
+      # export_dir/log_prob.tflite, decode.tflite, log_prob.onnx, decode.onnx
+
+  Each file is one of the SavedModel's signatures (`saved_model.SIGNATURES`)
+  with the same named inputs and output, units and dtypes: `log_prob` takes
+  `x` `[batch, *event_shape]` (dequantized pixels in `[0, 256)` for images)
+  and returns `log_prob` `[batch]`; `decode` takes the latent `z` and returns
+  `x`. A conditional flow's files take `label` (int32 `[batch]`) or `context`
+  (float `[batch, size]`) as well. The batch dimension is dynamic. Sampling is
+  decoding Normal noise: `decode(z)` with `z ~ N(0, temperature^2 I)` drawn
+  by the caller, as `ExportedFlow.sample_with_temperature` does inside.
+  The files compute as `flow` does: a run trained in mixed precision exports
+  its float32 twin (`Experiment.float32_flow`), as `evaluate.py` does.
+
+  Neither runtime can raise from inside a model (the converters drop TF's
+  asserts), so the checks `ExportedFlow` makes become NaN: a row of `x` with a
+  value outside the density's support or not finite, a label outside
+  `[0, num_classes)`, a non-finite context or `z` gets NaN as its result, the
+  other rows their values.
 
   Each file is written to a temporary name and renamed into place, so an
   interrupted export leaves no partial file.
