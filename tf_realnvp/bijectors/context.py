@@ -1,16 +1,4 @@
-"""What a conditional flow is conditioned on: class labels or real vectors.
-
-A conditional flow models `p(x | c)`: its coupling networks (and, as an
-option, its prior; see `ConditionalPrior`) read a context `c` beside their
-input. The context reaches the layers as TFP's bijectors take theirs
-(`tfb.RealNVP`, `tfb.MaskedAutoregressiveFlow`), the keyword argument
-`conditional_input`:
-
-    flow.log_prob(x, bijector_kwargs={'conditional_input': labels})
-    flow.sample(n, bijector_kwargs={'conditional_input': labels})
-
-and `ContextChain` hands it to every layer that takes it.
-"""
+"""What a conditional flow is conditioned on: class labels or real vectors."""
 
 import dataclasses
 
@@ -28,6 +16,17 @@ class Context:
   (so a learned linear map of it is a learned embedding of each class) or
   the vector itself. A context broadcasts against the batch of events: one
   label for a whole batch, or one per example.
+
+  A conditional flow models `p(x | c)`: its coupling networks (and, as an
+  option, its prior; see `ConditionalPrior`) read a context `c` beside their
+  input. The context reaches the layers as TFP's bijectors take theirs
+  (`tfb.RealNVP`, `tfb.MaskedAutoregressiveFlow`), the keyword argument
+  `conditional_input`:
+
+      flow.log_prob(x, bijector_kwargs={'conditional_input': labels})
+      flow.sample(n, bijector_kwargs={'conditional_input': labels})
+
+  and `ContextChain` hands it to every layer that takes it.
   """
 
   num_classes: int = 0

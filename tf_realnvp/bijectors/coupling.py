@@ -1,5 +1,4 @@
-"""What every masked coupling layer shares: the mask, the conditioner, the
-context and the batch handling (Dinh et al., 2017, Sec. 3.3-3.4)."""
+"""What every masked coupling layer shares (Dinh et al., 2017, Sec. 3.3-3.4)."""
 
 import keras
 import numpy as np

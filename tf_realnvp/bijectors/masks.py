@@ -1,12 +1,4 @@
-"""Binary coupling masks of RealNVP (Dinh et al., 2017, Sec. 3.4, Figure 3).
-
-A mask `b` has the event's shape; `b = 1` marks the entries a coupling layer
-leaves unchanged and conditions on, `b = 0` the entries it transforms:
-
-    y = b * x + (1 - b) * (x * exp(s(b * x)) + t(b * x))
-
-Consecutive couplings alternate `parity` so that every entry is transformed.
-"""
+"""Binary coupling masks of RealNVP (Dinh et al., 2017, Sec. 3.4, Figure 3)."""
 
 import numpy as np
 
@@ -17,6 +9,13 @@ def checkerboard_mask(height, width, channels, parity):
   Parity 0 ("even") keeps the squares whose row and column sum to an even
   number; parity 1 ("odd") keeps the others. Every channel of a pixel shares
   the pixel's mask value.
+
+  A mask `b` has the event's shape; `b = 1` marks the entries a coupling layer
+  leaves unchanged and conditions on, `b = 0` the entries it transforms:
+
+      y = b * x + (1 - b) * (x * exp(s(b * x)) + t(b * x))
+
+  Consecutive couplings alternate `parity` so that every entry is transformed.
   """
   rows = np.arange(height)[:, None]
   cols = np.arange(width)[None, :]

@@ -1,9 +1,4 @@
-"""The checks of a run's settings, each raising a `ConfigError` that names the
-setting and what to do: the values each setting takes, the settings the
-dataset and the flow would not use, the recipe's bounds. `experiment.resolve`
-runs them before any data is read; `check_evaluation` those of
-`evaluate.py`, before the run is read.
-"""
+"""The checks of the settings, each a `ConfigError` naming what to do."""
 
 from tf_realnvp import flows
 from tf_realnvp import recompute

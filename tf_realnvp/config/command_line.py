@@ -1,5 +1,4 @@
-"""The command line of `train.py` and `evaluate.py`: one absl flag per field
-of a settings dataclass, and the settings back from the flags."""
+"""The flags of `train.py` and `evaluate.py`, from their settings dataclasses."""
 
 import dataclasses
 import sys

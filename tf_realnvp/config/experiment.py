@@ -1,12 +1,4 @@
-"""One place decides the run: `resolve(config)` checks it and returns what it needs.
-
-`train.py` and `evaluate.py` hand their `Config` to `resolve` before any
-data is read; it checks every setting, fills in the defaults that depend on
-the dataset, the flow and the hardware, and returns an `Experiment`: the
-completed config, the dataset (its `data.Source`, described once here), the
-figure the run reports, the flow factory and the batches. Nothing downstream
-asks "is this an image dataset?" again, nor opens the dataset to ask.
-"""
+"""One place decides the run: `resolve(config)` checks and completes it."""
 
 import dataclasses
 import inspect
@@ -160,6 +152,11 @@ def resolve(config):
   natively (`hardware.bfloat16_support`), else off. Where the model
   directory holds a run to resume, the model and batch settings left unset
   are that run's (`config.KEPT_ON_RESUME`), not today's defaults.
+
+  The `Experiment` holds the completed config, the dataset (its
+  `data.Source`, described once here), the figure the run reports, the flow
+  factory and the batches: nothing downstream asks "is this an image
+  dataset?" again, nor opens the dataset to ask.
 
   Raises:
     ConfigError: for a setting that cannot work, with what to do instead.
