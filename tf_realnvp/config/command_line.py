@@ -1,4 +1,4 @@
-"""The flags of `train.py` and `evaluate.py`, from their settings dataclasses."""
+"""The flags of `train.py` and `evaluate.py`, made from their settings."""
 
 import dataclasses
 import sys
