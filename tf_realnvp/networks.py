@@ -243,9 +243,8 @@ class _Conditioner(keras.layers.Layer):
     # zero gains: both start every coupling as the identity, but Adam moves
     # each weight by about the learning rate per step, so a zero gain grows
     # its whole output unit by only that much per step while a zero kernel
-    # grows it by about fan-in times as much. On real photos the
-    # weight-normalized head ended 1.0 bits/dim behind after 100 steps
-    # (BENCHMARKS.md, "Learning per step").
+    # grows it by about fan-in times as much (on real photos: BENCHMARKS.md,
+    # "What closed the gap").
     if self.spline_bins:
       units = self.channels * spline_coupling.parameters_per_entry(
           self.spline_bins)

@@ -1,16 +1,4 @@
-"""Whether the devices a run trains on compute bfloat16 natively.
-
-On those, training in mixed bfloat16 runs 1.6-2.8x faster than in float32
-(BENCHMARKS.md: 1.64x with AVX512-BF16, 2.3-2.8x with AMX) and learns as
-well per step (within the seeds' spread on real photos), so it reaches a
-given bits/dim sooner, and `resolve` makes it the default of image runs
-there; elsewhere bfloat16 is emulated, and slow.
-
-The rule: with GPUs (those TensorFlow sees, which a run trains on), every one
-of compute capability 8.0 or more (Ampere and later); without, a CPU whose
-flags in /proc/cpuinfo list AMX-BF16 or AVX512-BF16 (Linux; without that
-file the answer is no).
-"""
+"""Whether the devices a run trains on compute bfloat16 natively."""
 
 from typing import NamedTuple
 
@@ -32,7 +20,18 @@ class Support(NamedTuple):
 
 def bfloat16_support():
   """Whether the devices a run will train on compute bfloat16 natively, and
-  why, as a `Support`: the GPUs if TensorFlow sees any, else the CPU."""
+  why, as a `Support`: the GPUs if TensorFlow sees any, else the CPU.
+
+  On those, training in mixed bfloat16 runs faster than in float32 and
+  learns as well per step (BENCHMARKS.md), so it reaches a given bits/dim
+  sooner, and `resolve` makes it the default of image runs there; elsewhere
+  bfloat16 is emulated, and slow.
+
+  The rule: with GPUs (those TensorFlow sees, which a run trains on), every one
+  of compute capability 8.0 or more (Ampere and later); without, a CPU whose
+  flags in /proc/cpuinfo list AMX-BF16 or AVX512-BF16 (Linux; without that
+  file the answer is no).
+  """
   details = gpu_details()
   if details:
     return gpu_support(details)

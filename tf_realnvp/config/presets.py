@@ -24,13 +24,10 @@ VECTOR_DEFAULTS = dict(flow='nsf', batch_size=512, train_steps=3000,
 # and for the flows without defaults of their own below.
 PAPER_RECIPE = dict(learning_rate=1e-3, warmup_steps=0, lr_decay='none')
 
-# The defaults of the coupling flows on 2-D data. Their recipes: a warmup,
-# then a cosine decay from a peak that measured best on 8gaussians
-# (BENCHMARKS.md): for realnvp 1e-2 of 1e-3 to 2e-2 (0.08 nats above the
-# entropy, against 0.20 with the paper's constant 1e-3). nsf's splines have
-# 16 bins (0.005 above it, 8 bins 0.008), and its step compiles with XLA
-# (0.75x the time of the whole command on 2 CPU cores: unlike the images'
-# convolutions, its small ops gain from fusion).
+# The defaults of the coupling flows on 2-D data, each the best measured on
+# 8gaussians (BENCHMARKS.md, "2-D: 8gaussians"): a warmup, then a cosine
+# decay from the peak rate; nsf's number of bins; XLA for nsf's step, whose
+# small ops, unlike the images' convolutions, gain from fusion.
 VECTOR_FLOW_DEFAULTS = dict(
     realnvp=dict(learning_rate=1e-2, warmup_steps=200, lr_decay='cosine'),
     nsf=dict(learning_rate=5e-3, warmup_steps=200, lr_decay='cosine',

@@ -25,9 +25,7 @@ class FusedAdam(keras.optimizers.Adam):
   divides in place of `v`. Keras writes this as 24 TensorFlow ops per
   variable, a dozen of them passes over the variable; TensorFlow's
   `ResourceApplyAdam` (or `ResourceApplyAdamWithAmsgrad`) kernel does it in
-  one. For the paper's CIFAR-10 model (550 variables) the traced train step
-  shrinks from 32,400 ops to 19,200, and the step takes 2% less time on two
-  CPU cores. Everything else (the constructor, gradient clipping, weight
+  one (fewer ops to trace and a faster step: BENCHMARKS.md). Everything else (the constructor, gradient clipping, weight
   decay, learning-rate schedules, distribution strategies, the checkpointed
   slots) is Keras's, so checkpoints move freely between the two.
   """
