@@ -1,19 +1,4 @@
-"""What the entry scripts show on a console: logs, progress and errors.
-
-    import sys
-    from tf_realnvp import console
-    VERBOSITY, ARGV = console.split_verbosity(sys.argv)
-    console.quiet(VERBOSITY)        # before anything imports TensorFlow
-    ...
-    app.run(console.exit_on_errors(main, {ConfigError: 2}), argv=ARGV)
-
-`-v` brings back TensorFlow's warnings and the `logging.info` lines, `-vv`
-everything TensorFlow prints by default. `Progress` is the training bar: redrawn
-in place on a terminal, a plain line every so often in a log file.
-
-This module imports no TensorFlow at its top: TensorFlow reads its C++ log
-level once, while it is first imported.
-"""
+"""What the entry scripts show on a console: logs, progress and errors."""
 
 import functools
 import logging
@@ -94,6 +79,20 @@ def quiet(verbosity=0):
   TensorFlow's libraries log while they load, before any setting applies.
   Called later, it changes only the Python loggers. `absl.app.run` keeps the
   absl level set here, as if `--verbosity` had been given.
+
+      import sys
+      from tf_realnvp import console
+      VERBOSITY, ARGV = console.split_verbosity(sys.argv)
+      console.quiet(VERBOSITY)        # before anything imports TensorFlow
+      ...
+      app.run(console.exit_on_errors(main, {ConfigError: 2}), argv=ARGV)
+
+  `-v` brings back TensorFlow's warnings and the `logging.info` lines, `-vv`
+  everything TensorFlow prints by default. `Progress` is the training bar:
+  redrawn in place on a terminal, a plain line every so often in a log file.
+
+  This module imports no TensorFlow at its top: TensorFlow reads its C++ log
+  level once, while it is first imported.
 
   Args:
     verbosity: 0, 1 or 2.

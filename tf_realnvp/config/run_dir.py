@@ -1,18 +1,4 @@
-"""The model directory of a run: who may write it, and which checkpoint to resume.
-
-- `locked(model_dir)`: one training run at a time per directory. The lock is
-  an OS file lock (`fcntl.flock`) on `model_dir/lock`, which also names its
-  holder; the OS drops it when the holder exits, however it exits, so a lock
-  left by a killed run is simply taken over.
-- `restore_newest_intact(checkpoint, directory)`: resumes from the newest
-  checkpoint that reads back whole. One whose files are missing, truncated or
-  unreadable is moved to `directory/damaged/` with a warning that names it,
-  and the next older one is tried; TensorFlow's `checkpoint` index file is
-  not trusted for this, since it can itself be missing or damaged.
-- `remove_stale_siblings(path)`: removes the `path.tmp-PID` and
-  `path.old-PID` directories that a killed process left while it replaced
-  `path` atomically (the SavedModel export).
-"""
+"""The model directory of a run: its lock and the checkpoint to resume."""
 
 import contextlib
 import fcntl
@@ -57,6 +43,11 @@ class SaveError(RuntimeError):
 def locked(model_dir):
   """Holds `model_dir`'s lock while the block runs.
 
+  One training run at a time per directory: the lock is an OS file lock
+  (`fcntl.flock`) on `model_dir/lock`, which also names its holder; the OS
+  drops it when the holder exits, however it exits, so a lock left by a
+  killed run is simply taken over.
+
   Raises:
     ModelDirBusyError: if another process holds it, naming that process.
   """
@@ -89,6 +80,11 @@ def checkpoints_newest_first(directory):
 
 def restore_newest_intact(checkpoint, directory, tidy=True, partial=False):
   """Restores `checkpoint` from the newest intact checkpoint in `directory`.
+
+  One whose files are missing, truncated or unreadable is skipped, with a
+  warning that names it, and the next older one is tried; TensorFlow's
+  `checkpoint` index file is not trusted for this, since it can itself be
+  missing or damaged.
 
   With `tidy` (the task that writes the directory), damaged checkpoints
   newer than it are moved to `directory/damaged/`, and the `checkpoint`

@@ -1,15 +1,4 @@
-"""Which source a dataset name means: `describe(name)`, the one place.
-
-`--dataset` names a 2-D toy (`toys`), a tensorflow-datasets image dataset with
-its config, e.g. `downsampled_imagenet/64x64` (`tfds_source`), a folder of
-PNG/JPEG files (`folder:PATH`, `folder`) or `uint8` arrays in a NumPy file
-(`npz:FILE`, `npz`). `describe` reads no images (a TFDS builder defines its
-features in code, a folder is listed and its files' headers read, a `.npz`
-file's array headers are read) and returns a `sources.Source`.
-`experiment.resolve` describes the dataset once per run and hands the
-`Source` on: the step count, the train and test streams (`pipeline`) and
-evaluation use it, and nothing opens the dataset again.
-"""
+"""Which source a dataset name means: `describe(name)`, the one place."""
 
 from tf_realnvp.data import folder
 from tf_realnvp.data import npz
@@ -22,6 +11,16 @@ def describe(name, image_size=None, channels=None, data_dir=None, *,
   """The `Source` of `name`: a 2-D toy, a TFDS image dataset (`cifar10`,
   `downsampled_imagenet/64x64`, ...), `folder:PATH` or `npz:FILE`. Reads no
   images.
+
+  `--dataset` names a 2-D toy (`toys`), a tensorflow-datasets image dataset with
+  its config, e.g. `downsampled_imagenet/64x64` (`tfds_source`), a folder of
+  PNG/JPEG files (`folder:PATH`, `folder`) or `uint8` arrays in a NumPy file
+  (`npz:FILE`, `npz`). `describe` reads no images (a TFDS builder defines its
+  features in code, a folder is listed and its files' headers read, a `.npz`
+  file's array headers are read) and returns a `sources.Source`.
+  `experiment.resolve` describes the dataset once per run and hands the
+  `Source` on: the step count, the train and test streams (`pipeline`) and
+  evaluation use it, and nothing opens the dataset again.
 
   Args:
     image_size: side of resized images (`Source.resizes`; default: the

@@ -1,32 +1,4 @@
-"""The stream: batches of a `Source`'s split for `flow.log_prob`.
-
-`batches(source, ...)` (and `make_dataset(name, ...)`, which describes the
-dataset first) yields float32 batches `[batch, *source.event_shape]` that
-`flow.log_prob` takes as they are: points of a 2-D toy density, or 8-bit
-images plus uniform dequantization noise, values in `[0, 256)`; with
-`labels=True`, `(x, label)` pairs, the label int32 `[batch]`.
-
-Every random choice is a stateless function of the `seed` argument (no global
-or op-level TF seed is involved):
-
-  * the order of the examples: epoch `e` is the permutation
-    `stateless_shuffle(range(N), fold_in(seed_order, e))` of the whole split;
-  * the dequantization noise and the horizontal flip of the example at
-    position `i` of the stream: `fold_in(seed_noise, i)`; its random crop
-    (LSUN): `fold_in(seed_crop, i)`.
-
-So a run is reproducible, the test split gives the same noise for every batch
-size, and `tf.train.Checkpoint(iterator=iter(dataset))` saves and restores the
-exact position in the stream (its state is a few counters and the prefetched
-batches, not a shuffle buffer).
-
-The permutation addresses examples by their index in the split: small splits
-are decoded once into memory as `uint8` (cifar10: 150 MB, celeb_a at 64x64:
-2 GB), larger ones are read at random access from disk as the stream asks for
-them (`Source.read`); both give the same batches for the same seed.
-
-Datasets that are not on disk: see `make_dataset`'s `download` argument.
-"""
+"""The stream: batches of a `Source`'s split for `flow.log_prob`."""
 
 import tensorflow as tf
 
@@ -126,11 +98,38 @@ def batches(source, split, batch_size, seed, *, random_flip=False,
 
   The order (a new permutation of the whole split every epoch when
   `shuffle`), the noise, the flips and the crops are stateless functions of
-  `seed` and of the position in the stream; see the module docstring. With
+  `seed` and of the position in the stream; see below. With
   `shuffle=False` the examples come in the split's order, and the noise of
   example `i` of a non-repeated split does not depend on `batch_size`.
   Unreadable files of a folder are dropped from the stream (counted and
   logged), unless `strict_data`.
+
+  `batches(source, ...)` (and `make_dataset(name, ...)`, which describes the
+  dataset first) yields float32 batches `[batch, *source.event_shape]` that
+  `flow.log_prob` takes as they are: points of a 2-D toy density, or 8-bit
+  images plus uniform dequantization noise, values in `[0, 256)`; with
+  `labels=True`, `(x, label)` pairs, the label int32 `[batch]`.
+
+  Every random choice is a stateless function of the `seed` argument (no global
+  or op-level TF seed is involved):
+
+    * the order of the examples: epoch `e` is the permutation
+      `stateless_shuffle(range(N), fold_in(seed_order, e))` of the whole split;
+    * the dequantization noise and the horizontal flip of the example at
+      position `i` of the stream: `fold_in(seed_noise, i)`; its random crop
+      (LSUN): `fold_in(seed_crop, i)`.
+
+  So a run is reproducible, the test split gives the same noise for every batch
+  size, and `tf.train.Checkpoint(iterator=iter(dataset))` saves and restores the
+  exact position in the stream (its state is a few counters and the prefetched
+  batches, not a shuffle buffer).
+
+  The permutation addresses examples by their index in the split: small splits
+  are decoded once into memory as `uint8` (cifar10: 150 MB, celeb_a at 64x64:
+  2 GB), larger ones are read at random access from disk as the stream asks for
+  them (`Source.read`); both give the same batches for the same seed.
+
+  Datasets that are not on disk: see `make_dataset`'s `download` argument.
 
   Args:
     source: the dataset (`catalog.describe`).

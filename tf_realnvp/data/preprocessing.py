@@ -1,20 +1,4 @@
-"""How stored 8-bit images are made from the source's, and dequantized.
-
-Preprocessing, applied as the images are stored (Dinh et al. 2017, Sec. 4.1):
-
-  * images of one fixed size (cifar10, mnist, svhn_cropped, ...): as given;
-  * celeb_a: the central 148x148 crop, resized to `image_size`;
-  * lsun/*: resized so that the short side is `image_size * 96 / 64` (96 for
-    64x64 images), keeping its central square; the stream then takes random
-    `image_size` crops in training, the central one otherwise;
-  * other images of varying size (downsampled_imagenet, a folder): the
-    largest central square, resized to `image_size`.
-
-Resizing is bilinear with an anti-aliasing filter, rounded back to `uint8`.
-
-The stream adds uniform dequantization noise to the stored pixels
-(`dequantize`).
-"""
+"""How stored 8-bit images are made from the source's, and dequantized."""
 
 import functools
 
@@ -64,7 +48,23 @@ def short_side_resized(image, short_side):
 
 def stored_form(kind, image_size):
   """`(preprocess, stored side, crop)` for a TFDS image of `kind`: 'as_given',
-  'lsun', 'celeb_a' or 'square' (the module docstring)."""
+  'lsun', 'celeb_a' or 'square' (below).
+
+  Preprocessing, applied as the images are stored (Dinh et al. 2017, Sec. 4.1):
+
+    * images of one fixed size (cifar10, mnist, svhn_cropped, ...): as given;
+    * celeb_a: the central 148x148 crop, resized to `image_size`;
+    * lsun/*: resized so that the short side is `image_size * 96 / 64` (96 for
+      64x64 images), keeping its central square; the stream then takes random
+      `image_size` crops in training, the central one otherwise;
+    * other images of varying size (downsampled_imagenet, a folder): the
+      largest central square, resized to `image_size`.
+
+  Resizing is bilinear with an anti-aliasing filter, rounded back to `uint8`.
+
+  The stream adds uniform dequantization noise to the stored pixels
+  (`dequantize`).
+  """
   if kind == 'as_given':
     return tf.identity, None, None
   if kind == 'lsun':

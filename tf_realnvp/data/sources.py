@@ -1,15 +1,4 @@
-"""What a dataset is to a run: the `Source` every source module implements.
-
-A `Source` holds the dataset's facts (event shape, classes, whether
-`image_size` applies), its split sizes and the reader of each split;
-`catalog.describe(name)` makes the one of a run. This module imports none of
-the sources.
-
-A split (`Source.read`) is a `Split`: its size and a TensorFlow function from
-an example's index to its stored example, gathered from memory or read from
-disk at random access. The order, the noise and the crops of the stream are
-`pipeline`'s.
-"""
+"""What a dataset is to a run: the `Source` every source module implements."""
 
 import dataclasses
 from typing import Callable, Optional, Tuple
@@ -65,6 +54,16 @@ class Split:
 
 class Source:
   """A dataset as a run knows it before reading it, and its splits' readers.
+
+  A `Source` holds the dataset's facts (event shape, classes, whether
+  `image_size` applies), its split sizes and the reader of each split;
+  `catalog.describe(name)` makes the one of a run. This module imports none of
+  the sources.
+
+  A split (`Source.read`) is a `Split`: its size and a TensorFlow function from
+  an example's index to its stored example, gathered from memory or read from
+  disk at random access. The order, the noise and the crops of the stream are
+  `pipeline`'s.
 
   Attributes:
     name: the dataset's name, as `--dataset` gives it.
