@@ -1,8 +1,4 @@
-"""The defaults that depend on the data and the flow, and the paper's presets:
-tables with their sources. `experiment.resolve` applies them (a setting the
-user gave always wins, and the defaults adapt to it); the checks live there,
-not here.
-"""
+"""The defaults that depend on the data and the flow; the paper's presets."""
 
 # The defaults of image datasets: the paper's flow, batch size and recipe
 # (Dinh et al. 2017, Sec. 4.1: Adam at 1e-3), its uniform dequantization

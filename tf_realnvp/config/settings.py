@@ -1,17 +1,4 @@
-"""Every setting of a training run, in one place, with its default and meaning.
-
-`train.py` turns each field into an absl flag of the same name, and a run
-writes its config to `model_dir/config.json`, which `evaluate.py` and a
-resumed run read back. A field left `None` takes a default that depends on
-the dataset or the flow; `tf_realnvp.config.experiment.resolve` checks the settings
-and fills those in. This module knows no model code.
-
-Which settings the user gave and which came from defaults is recorded in
-`given` (a default adapts to what the user gave, never the other way round;
-see `resolve`): `train.py` lists the flags present on its command line; a
-`Config(...)` built in Python counts the fields whose value differs from the
-field's default here (for the fields defaulting to `None`: those set).
-"""
+"""Every setting of train.py and evaluate.py, in one place, with its default."""
 
 import dataclasses
 import json
@@ -81,7 +68,20 @@ def flag_fields(config_class=None):
 
 @dataclasses.dataclass
 class Config:
-  """Settings of a RealNVP training run."""
+  """Settings of a RealNVP training run.
+
+  `train.py` turns each field into an absl flag of the same name, and a run
+  writes its config to `model_dir/config.json`, which `evaluate.py` and a
+  resumed run read back. A field left `None` takes a default that depends on
+  the dataset or the flow; `tf_realnvp.config.experiment.resolve` checks
+  the settings and fills those in. This module knows no model code.
+
+  Which settings the user gave and which came from defaults is recorded in
+  `given` (a default adapts to what the user gave, never the other way round;
+  see `resolve`): `train.py` lists the flags present on its command line; a
+  `Config(...)` built in Python counts the fields whose value differs from the
+  field's default here (for the fields defaulting to `None`: those set).
+  """
 
   # Data.
   dataset: str = _field(

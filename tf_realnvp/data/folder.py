@@ -1,19 +1,4 @@
-"""`folder:PATH`: every .png, .jpg and .jpeg file under PATH, the first-level
-subfolders as classes (or none).
-
-The test split is the files whose path (relative to the folder) hashes into
-the held-out share, so adding files never moves a file between splits. Each
-image's largest central square is resized to `image_size`
-(`preprocessing`). Without `channels` a folder of grayscale images stays one
-channel; one that holds any colour image is RGB, its grayscale images
-converted (losslessly: each channel the gray value), with one logged line
-giving their count.
-
-Splits up to `sources.IN_MEMORY_LIMIT_BYTES` are decoded into memory once;
-larger ones stream, each file read as the stream asks for it. Unreadable
-files are skipped, each logged once with the running count (with `strict`: a
-`DataError`).
-"""
+"""`folder:PATH`: the images under PATH, its subfolders as classes."""
 
 import concurrent.futures
 import functools
@@ -155,7 +140,23 @@ class _Skipped:
 
 
 class FolderSource(sources.Source):
-  """`folder:PATH`: PNG/JPEG files, first-level subfolders as classes."""
+  """`folder:PATH`: PNG/JPEG files, first-level subfolders as classes.
+
+  subfolders as classes (or none).
+
+  The test split is the files whose path (relative to the folder) hashes into
+  the held-out share, so adding files never moves a file between splits. Each
+  image's largest central square is resized to `image_size`
+  (`preprocessing`). Without `channels` a folder of grayscale images stays one
+  channel; one that holds any colour image is RGB, its grayscale images
+  converted (losslessly: each channel the gray value), with one logged line
+  giving their count.
+
+  Splits up to `sources.IN_MEMORY_LIMIT_BYTES` are decoded into memory once;
+  larger ones stream, each file read as the stream asks for it. Unreadable
+  files are skipped, each logged once with the running count (with `strict`: a
+  `DataError`).
+  """
 
   def __init__(self, name, image_size=None, channels=None):
     self.root = root = name[len(sources.FOLDER_PREFIX):]

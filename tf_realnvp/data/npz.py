@@ -1,10 +1,4 @@
-"""`npz:FILE`: `uint8` images in a NumPy `.npz` file, as
-`np.savez(FILE, train=[N, H, W, C] or [N, H, W], test=..., train_labels=...,
-test_labels=...)` (labels optional; `[N, H, W]` is grayscale).
-
-The facts come from the arrays' headers, read without loading the arrays;
-a split is loaded into memory whole when it is read.
-"""
+"""`npz:FILE`: `uint8` images in a NumPy `.npz` file."""
 
 import zipfile
 
@@ -39,7 +33,14 @@ def _header(path, split):
 
 
 class NpzSource(sources.Source):
-  """`npz:FILE`: the arrays `train` and `test`, labels optional."""
+  """`npz:FILE`: the arrays `train` and `test`, labels optional.
+
+  `np.savez(FILE, train=[N, H, W, C] or [N, H, W], test=..., train_labels=...,
+  test_labels=...)` (labels optional; `[N, H, W]` is grayscale).
+
+  The facts come from the arrays' headers, read without loading the arrays;
+  a split is loaded into memory whole when it is read.
+  """
 
   def __init__(self, name):
     path = name[len(sources.NPZ_PREFIX):]

@@ -1,18 +1,4 @@
-"""tensorflow-datasets image datasets by name, with their config
-(`cifar10`, `celeb_a`, `downsampled_imagenet/64x64`, `lsun/bedroom`, ...).
-
-`TfdsSource` makes the dataset's builder once (`tfds.builder`) and keeps it:
-its facts come from the features the builder defines in code; the split
-sizes and the splits come from the same builder once the dataset is on disk.
-A dataset that is not is downloaded and prepared (as array_record) when a
-split is first asked for, after a quick check that tfds's storage answers
-(`reachable`); otherwise a `DatasetUnavailableError` says how to provide it.
-
-Splits up to `sources.IN_MEMORY_LIMIT_BYTES` are decoded into memory once;
-larger ones stream from their array_record files at random access
-(`builder.as_data_source`). The images are preprocessed as `preprocessing`
-says (the paper's crops and resizing).
-"""
+"""tensorflow-datasets image datasets by name, with their config."""
 
 import logging as std_logging
 import queue
@@ -176,7 +162,22 @@ def _random_access(builder):
 
 
 class TfdsSource(sources.Source):
-  """A tensorflow-datasets image dataset; its builder is made once, here."""
+  """A tensorflow-datasets image dataset; its builder is made once, here.
+
+  (`cifar10`, `celeb_a`, `downsampled_imagenet/64x64`, `lsun/bedroom`, ...).
+
+  `TfdsSource` makes the dataset's builder once (`tfds.builder`) and keeps it:
+  its facts come from the features the builder defines in code; the split
+  sizes and the splits come from the same builder once the dataset is on disk.
+  A dataset that is not is downloaded and prepared (as array_record) when a
+  split is first asked for, after a quick check that tfds's storage answers
+  (`reachable`); otherwise a `DatasetUnavailableError` says how to provide it.
+
+  Splits up to `sources.IN_MEMORY_LIMIT_BYTES` are decoded into memory once;
+  larger ones stream from their array_record files at random access
+  (`builder.as_data_source`). The images are preprocessed as `preprocessing`
+  says (the paper's crops and resizing).
+  """
 
   def __init__(self, name, image_size=None, data_dir=None, download=True):
     self.builder = builder = _builder(name, data_dir)

@@ -1,9 +1,4 @@
-"""The 2-D toy densities, made in code: moons, circles, checkerboard, spirals,
-8gaussians (`sample_toy`), and the exact density of 8gaussians.
-
-As a `Source` (`ToySource`), each toy has two fixed splits, the same points
-for every run whatever its seed (`TOY_SPLITS`), and labels (`TOY_NUM_CLASSES`).
-"""
+"""The 2-D toy densities, made in code, and the exact density of 8gaussians."""
 
 import numpy as np
 
@@ -151,7 +146,14 @@ def _check_name(name, names):
 
 
 class ToySource(sources.Source):
-  """A 2-D toy: points `[2]`, split `S` is `sample_toy(name, *TOY_SPLITS[S])`."""
+  """A 2-D toy: points `[2]`, split `S` is `sample_toy(name, *TOY_SPLITS[S])`.
+
+  8gaussians (`sample_toy`), and the exact density of 8gaussians.
+
+  As a `Source` (`ToySource`), each toy has two fixed splits, the same points
+  for every run whatever its seed (`TOY_SPLITS`), and labels
+  (`TOY_NUM_CLASSES`).
+  """
 
   def __init__(self, name):
     super().__init__(name, (2,), TOY_NUM_CLASSES[name])

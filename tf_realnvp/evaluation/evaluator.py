@@ -1,10 +1,4 @@
-"""Evaluation of a flow: its test figure, the run it was trained in, its samples.
-
-The trainer evaluates with `Evaluator` and writes samples with
-`write_samples` as it goes; `evaluate(model_dir)` (`evaluate.py`) does both
-for a finished run, rebuilt from its latest checkpoint by `restore_flow`,
-and draws the paper's manifold of latents.
-"""
+"""Evaluation of a flow: its test figure, its run, its samples."""
 
 import json
 import math
@@ -117,6 +111,11 @@ def evaluate(model_dir, num_dequantizations=None, temperature=1.0,
   image run, the manifold of four test images' latents (`write_manifold`).
   With `export`, `model_dir/saved_model` computes in float32 whatever the
   run trained in (`Experiment.float32_flow`).
+
+  The trainer evaluates with `Evaluator` and writes samples with
+  `write_samples` as it goes; `evaluate(model_dir)` (`evaluate.py`) does both
+  for a finished run, rebuilt from its latest checkpoint by `restore_flow`,
+  and draws the paper's manifold of latents.
   """
   checks.check_evaluation(settings.EvaluationConfig(
       model_dir, num_dequantizations, importance_samples, temperature,

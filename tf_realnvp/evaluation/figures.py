@@ -1,7 +1,4 @@
-"""Pictures of a flow: image sample grids and 2-D density plots (PNG),
-`write_samples`, the picture a run draws at each evaluation, the paper's
-manifold of latents (`write_manifold`), and the picture of a scored set
-(`score_figure`)."""
+"""Pictures of a flow: samples, 2-D densities, the manifold, scored sets."""
 
 import functools
 import os
@@ -112,6 +109,10 @@ def write_samples(flow, experiment, model_dir, step, writer, temperature=1.):
 
   Samples come from the base Normal scaled by `temperature`; a temperature
   other than 1 is added to the file name (`step_N_t0.7.png`).
+
+  `write_samples`, the picture a run draws at each evaluation, the paper's
+  manifold of latents (`write_manifold`), and the picture of a scored set
+  (`score_figure`).
   """
   config = experiment.config
   suffix = '' if temperature == 1 else f'_t{temperature:g}'

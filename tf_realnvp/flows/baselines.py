@@ -1,7 +1,4 @@
-"""The flows RealNVP is compared with on vectors: MAF, IAF (TFP's masked
-autoregressive bijectors) and FFJORD (TFP's continuous-time flow), each a
-`Flow` built by `from_data_to_latent` like RealNVP itself.
-"""
+"""The flows RealNVP is compared with on vectors: MAF, IAF and FFJORD."""
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -37,6 +34,9 @@ def masked_autoregressive_flow(dims, num_layers=5, hidden_units=(128, 128),
   Kingma, Salimans, Jozefowicz, Chen, Sutskever, Welling, Improved
   Variational Inference with Inverse Autoregressive Flow, NeurIPS 2016,
   https://arxiv.org/abs/1606.04934.
+
+  autoregressive bijectors) and FFJORD (TFP's continuous-time flow), each a
+  `Flow` built by `from_data_to_latent` like RealNVP itself.
   """
   layers = []  # Data to latent.
   for i in range(num_layers):

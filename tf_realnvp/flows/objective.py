@@ -1,10 +1,4 @@
-"""The training objective, and the unit a density model's likelihood is reported in.
-
-Every loop that trains a flow (the trainer, the benchmarks, the comparison
-of flows, the README's example) minimises `loss`, and every bits/dim figure
-comes from `nats_to_bits_per_dim` (`bits_per_dim` for 8-bit images), so they
-cannot drift apart.
-"""
+"""The training objective, and bits/dim, the unit of reported likelihoods."""
 
 import math
 
@@ -37,6 +31,11 @@ def loss(flow, x, l2, context=None):
   gains of the s/t networks (`weight_scale_l2`), the "weight scale
   parameters" the paper penalises with coefficient 5e-5 (Dinh et al. 2017,
   Sec. 4.1). Flows without couplings (MAF, IAF, FFJORD) have no gains.
+
+  Every loop that trains a flow (the trainer, the benchmarks, the comparison
+  of flows, the README's example) minimises `loss`, and every bits/dim figure
+  comes from `nats_to_bits_per_dim` (`bits_per_dim` for 8-bit images), so they
+  cannot drift apart.
 
   Args:
     flow: a distribution with `log_prob`, e.g. `tf_realnvp.RealNVP`.

@@ -1,17 +1,4 @@
-"""Training loop: the compiled step, checkpoints, summaries, progress.
-
-`train_and_evaluate(experiment)` trains the flow of a resolved
-`tf_realnvp.config.experiment.Experiment` by maximum likelihood (Dinh et
-al. 2017, Sec. 4.1): Adam on `tf_realnvp.loss`, with the learning-rate
-warmup and decay and the Polyak averaging of `optimizers.make_optimizer`;
-evaluation, samples and the export use the averaged weights when there are
-any; the export computes in float32 whatever the training precision
-(`Experiment.float32_flow`). Re-running it with the same `model_dir`
-resumes from the latest checkpoint, which holds the weights, the optimizer
-state (with the averages), the step counters and the position in the data
-stream; all randomness is derived from `config.seed` by stateless ops, so a
-resumed run ends with the same weights as an uninterrupted one.
-"""
+"""The training loop: the compiled step, checkpoints, summaries, progress."""
 
 import contextlib
 import dataclasses
@@ -97,6 +84,18 @@ def train_and_evaluate(experiment, devices=None):
   directory's lock for the whole run; `config.restart` deletes its
   checkpoints first. Its first line says the precision where the hardware
   chose it (`config.hardware.precision_messages`).
+
+  It trains the flow of a resolved
+  `tf_realnvp.config.experiment.Experiment` by maximum likelihood (Dinh et
+  al. 2017, Sec. 4.1): Adam on `tf_realnvp.loss`, with the learning-rate
+  warmup and decay and the Polyak averaging of `optimizers.make_optimizer`;
+  evaluation, samples and the export use the averaged weights when there are
+  any; the export computes in float32 whatever the training precision
+  (`Experiment.float32_flow`). Re-running it with the same `model_dir`
+  resumes from the latest checkpoint, which holds the weights, the optimizer
+  state (with the averages), the step counters and the position in the data
+  stream; all randomness is derived from `config.seed` by stateless ops, so a
+  resumed run ends with the same weights as an uninterrupted one.
 
   Args:
     experiment: a `tf_realnvp.config.experiment.Experiment`

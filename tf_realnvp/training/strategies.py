@@ -1,10 +1,4 @@
-"""Distribution over devices and machines: the strategy, the chief, the shards.
-
-On one machine `MirroredStrategy` splits each global batch over its GPUs (or
-one device runs it all); over several machines `MultiWorkerMirroredStrategy`,
-configured by the `TF_CONFIG` environment variable, does the same across
-workers, and only the chief writes the run's files.
-"""
+"""Distribution over devices and machines: strategy, chief, shards."""
 
 import json
 import os
@@ -27,6 +21,11 @@ def make_strategy(name, devices=None):
   `TF_CONFIG`) when `TF_CONFIG` names a cluster, otherwise `mirrored` over all
   GPUs, or `one_device` on the CPU when there is no GPU. Call it before any
   other TensorFlow work: a multi-worker strategy must configure the runtime.
+
+  On one machine `MirroredStrategy` splits each global batch over its GPUs (or
+  one device runs it all); over several machines `MultiWorkerMirroredStrategy`,
+  configured by the `TF_CONFIG` environment variable, does the same across
+  workers, and only the chief writes the run's files.
   """
   if name not in STRATEGIES:
     raise ValueError(f'strategy must be one of {STRATEGIES}, got {name!r}.')
