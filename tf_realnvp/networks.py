@@ -1,33 +1,4 @@
-"""Conditioners: the s/t networks of the coupling layers, as Keras 3 layers.
-
-A conditioner maps the kept entries `b * x` of a coupling layer to
-`(shift, log_scale)` of the event's shape (Dinh et al., 2017, Sec. 3.3-3.4,
-4.1), or with `spline_bins=K` to the `3K - 1` raw parameters per entry of a
-`SplineCoupling` (Durkan et al., 2019):
-
-- the log-scale is `scale * tanh(h)` with a learned per-channel `scale`, so
-  `exp(s)` cannot blow up early in training (a spline maps its interval
-  onto itself, so its outputs stay bounded);
-- the last layer is a plain layer with zero weights, so every coupling
-  starts as the identity;
-- hidden layers use weight normalization (Salimans & Kingma, 2016), whose
-  gains are the "weight scale parameters" the paper penalises with L2
-  (coefficient 5e-5); `scale_weights` lists them.
-
-Weight normalization, unlike batch normalization, makes each example's
-density a function of that example alone: the same numbers in training and
-evaluation, on one device or many. The ResNet can add batch normalization
-(`batch_norm=True`), which uses the batch's statistics in training mode
-(`tf_realnvp.training_mode`) and running averages otherwise.
-
-Under a mixed policy (`dtype='mixed_bfloat16'`) the hidden layers compute in
-bfloat16, while the first layer, the residual stream and the head stay in
-float32: the conditioner reads pixels in logit space and returns a shift and
-log-scale, and bfloat16's 8 significant bits (relative errors up to 2^-8)
-would round those to about one pixel level in logit space. These layers are
-under 4% of the FLOPs of any coupling. `benchmarks.precision_check` compares
-the two precisions in training.
-"""
+"""Conditioners: the s/t networks of the coupling layers, as Keras 3 layers."""
 
 import keras
 from keras import ops
@@ -199,12 +170,41 @@ class _Conditioner(keras.layers.Layer):
   """Shared head: the last layer's output as `(shift, log_scale)` for an
   `AffineCoupling`, `(shift, None)` if `additive`, or `(raw,)` with
   `3 * spline_bins - 1` raw spline parameters per entry for a
-  `SplineCoupling`."""
+  `SplineCoupling`.
+
+  A conditioner maps the kept entries `b * x` of a coupling layer to
+  `(shift, log_scale)` of the event's shape (Dinh et al., 2017, Sec. 3.3-3.4,
+  4.1), or with `spline_bins=K` to the `3K - 1` raw parameters per entry of a
+  `SplineCoupling` (Durkan et al., 2019):
+
+  - the log-scale is `scale * tanh(h)` with a learned per-channel `scale`, so
+    `exp(s)` cannot blow up early in training (a spline maps its interval
+    onto itself, so its outputs stay bounded);
+  - the last layer is a plain layer with zero weights, so every coupling
+    starts as the identity;
+  - hidden layers use weight normalization (Salimans & Kingma, 2016), whose
+    gains are the "weight scale parameters" the paper penalises with L2
+    (coefficient 5e-5); `scale_weights` lists them.
+
+  Weight normalization, unlike batch normalization, makes each example's
+  density a function of that example alone: the same numbers in training and
+  evaluation, on one device or many. The ResNet can add batch normalization
+  (`batch_norm=True`), which uses the batch's statistics in training mode
+  (`tf_realnvp.training_mode`) and running averages otherwise.
+
+  Under a mixed policy (`dtype='mixed_bfloat16'`) the hidden layers compute in
+  bfloat16, while the first layer, the residual stream and the head stay in
+  float32: the conditioner reads pixels in logit space and returns a shift and
+  log-scale, and bfloat16's 8 significant bits (relative errors up to 2^-8)
+  would round those to about one pixel level in logit space. These layers are
+  under 4% of the FLOPs of any coupling. `benchmarks.precision_check` compares
+  the two precisions in training.
+  """
 
   def __init__(self, channels, additive, context_features=0, spline_bins=0,
                **kwargs):
     # The head runs in the variable dtype (float32 under a mixed policy):
-    # shifts and log-scales need its precision (see the module docstring).
+    # shifts and log-scales need its precision (see the class docstring).
     super().__init__(autocast=False, **kwargs)
     if additive and spline_bins:
       raise ValueError('A conditioner is additive or for a spline, not both.')

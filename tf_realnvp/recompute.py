@@ -1,29 +1,4 @@
-"""Training in less memory: activations recomputed in the backward pass.
-
-`MODES` are the choices of `RealNVP(recompute=...)` and `--recompute`:
-
-- `'none'`: backpropagation keeps every activation of the forward pass.
-- `'networks'`: each coupling keeps only its s/t network's inputs and runs
-  the network again in the backward pass (gradient checkpointing, Chen et
-  al. 2016), `recomputed` below; in that run each residual block keeps only
-  its input and runs again for its own gradients: two more network
-  forwards per coupling.
-- `'invertible'`: the flow keeps only its output; each layer's input is
-  rebuilt from its output by the inverse in the backward pass (Gomez et al.
-  2017), `bijectors.Reversible`: activation memory does not grow with the
-  number of layers; the networks are recomputed block by block as above.
-
-In a recomputation, batch normalization uses the batch's statistics again
-but does not update its running averages a second time (`is_recomputing`).
-
-#### References
-
-[1]: Tianqi Chen, Bing Xu, Chiyuan Zhang, Carlos Guestrin. Training Deep Nets
-     with Sublinear Memory Cost. 2016. https://arxiv.org/abs/1604.06174
-[2]: Aidan N. Gomez, Mengye Ren, Raquel Urtasun, Roger B. Grosse. The
-     Reversible Residual Network: Backpropagation Without Storing
-     Activations. NeurIPS 2017. https://arxiv.org/abs/1707.04585
-"""
+"""Training in less memory: activations recomputed in the backward pass."""
 
 import contextlib
 import threading
@@ -67,6 +42,30 @@ def recomputed(function, *inputs):
 
   The gradients are those of `function` itself: the recomputation runs the
   same operations on the same inputs.
+
+  `MODES` are the choices of `RealNVP(recompute=...)` and `--recompute`:
+
+  - `'none'`: backpropagation keeps every activation of the forward pass.
+  - `'networks'`: each coupling keeps only its s/t network's inputs and runs
+    the network again in the backward pass (gradient checkpointing, Chen et
+    al. 2016), with this function; in that run each residual block keeps only
+    its input and runs again for its own gradients: two more network
+    forwards per coupling.
+  - `'invertible'`: the flow keeps only its output; each layer's input is
+    rebuilt from its output by the inverse in the backward pass (Gomez et al.
+    2017), `bijectors.Reversible`: activation memory does not grow with the
+    number of layers; the networks are recomputed block by block as above.
+
+  In a recomputation, batch normalization uses the batch's statistics again
+  but does not update its running averages a second time (`is_recomputing`).
+
+  #### References
+
+  [1]: Tianqi Chen, Bing Xu, Chiyuan Zhang, Carlos Guestrin. Training Deep Nets
+       with Sublinear Memory Cost. 2016. https://arxiv.org/abs/1604.06174
+  [2]: Aidan N. Gomez, Mengye Ren, Raquel Urtasun, Roger B. Grosse. The
+       Reversible Residual Network: Backpropagation Without Storing
+       Activations. NeurIPS 2017. https://arxiv.org/abs/1707.04585
   """
   if not training_mode.is_training():
     return function(*inputs)

@@ -1,27 +1,4 @@
-"""Every kind of flow the project builds, in one registry: `FLOWS`, `make_flow`.
-
-`make_flow(kind, event_shape, **settings)` returns, for every kind, a
-`tfd.TransformedDistribution` of a standard Normal through a bijector, built
-by `tf_realnvp.flows.from_data_to_latent`: `log_prob`, `sample`,
-`trainable_variables`, checkpoints and the SavedModel export
-(`tf_realnvp.serving`) treat them all alike. Each kind lists the settings it
-takes (`FlowKind`); one it would ignore is refused.
-
-| kind      | flow                                         | data            | fast direction |
-|-----------|----------------------------------------------|-----------------|----------------|
-| `realnvp` | affine couplings (Dinh et al. 2017)          | images, vectors | both           |
-| `nice`    | additive couplings (Dinh et al. 2015)        | images, vectors | both           |
-| `nsf`     | spline couplings (Durkan et al. 2019)        | images, vectors | both           |
-| `glow`    | actnorm, 1x1 mixing, coupling (Kingma 2018)  | images, vectors | both           |
-| `maf`     | masked autoregressive (Papamakarios 2017)    | vectors         | density        |
-| `iaf`     | inverse autoregressive (Kingma et al. 2016)  | vectors         | sampling       |
-| `ffjord`  | continuous-time ODE (Grathwohl et al. 2019)  | vectors         | neither        |
-
-Initial weights come from the global random state of TensorFlow and Keras:
-`keras.utils.set_random_seed(seed)` before `make_flow` makes a flow
-reproducible. The autoregressive and ODE networks are TFP's `tf_keras`
-layers; the couplings use this package's Keras 3 conditioners.
-"""
+"""Every kind of flow the project builds, in one registry: `FLOWS`."""
 
 import dataclasses
 import functools
@@ -144,6 +121,28 @@ FLOWS = {
 
 def make_flow(kind, event_shape=(2,), **settings):
   """A flow of the given kind over vectors `(D,)` or images `(H, W, C)`.
+
+  `make_flow(kind, event_shape, **settings)` returns, for every kind, a
+  `tfd.TransformedDistribution` of a standard Normal through a bijector, built
+  by `tf_realnvp.flows.from_data_to_latent`: `log_prob`, `sample`,
+  `trainable_variables`, checkpoints and the SavedModel export
+  (`tf_realnvp.serving`) treat them all alike. Each kind lists the settings it
+  takes (`FlowKind`); one it would ignore is refused.
+
+  | kind      | flow                                  | data    | fast     |
+  |-----------|---------------------------------------|---------|----------|
+  | `realnvp` | affine couplings (Dinh et al. 2017)   | any     | both     |
+  | `nice`    | additive couplings (Dinh et al. 2015) | any     | both     |
+  | `nsf`     | spline couplings (Durkan et al. 2019) | any     | both     |
+  | `glow`    | actnorm, 1x1 mixing, coupling (2018)  | any     | both     |
+  | `maf`     | masked autoregressive (2017)          | vectors | density  |
+  | `iaf`     | inverse autoregressive (2016)         | vectors | sampling |
+  | `ffjord`  | continuous-time ODE (2019)            | vectors | neither  |
+
+  Initial weights come from the global random state of TensorFlow and Keras:
+  `keras.utils.set_random_seed(seed)` before `make_flow` makes a flow
+  reproducible. The autoregressive and ODE networks are TFP's `tf_keras`
+  layers; the couplings use this package's Keras 3 conditioners.
 
   Args:
     kind: one of `FLOWS`: 'realnvp', 'nice', 'nsf', 'maf', 'iaf', 'glow',
