@@ -1,9 +1,4 @@
-"""RealNVP normalizing flows (Dinh, Sohl-Dickstein, Bengio, ICLR 2017) in TFP.
-
-The names below are imported on first use (PEP 562), so that
-`from tf_realnvp import console` does not import TensorFlow: the entry
-scripts set TensorFlow's C++ log level first, which it reads on import.
-"""
+"""RealNVP normalizing flows (Dinh, Sohl-Dickstein, Bengio, 2017) in TFP."""
 
 import importlib
 
@@ -25,6 +20,9 @@ __all__ = [
 ]
 
 
+# The names above are imported on first use (PEP 562), so that
+# `from tf_realnvp import console` does not import TensorFlow: the entry
+# scripts set TensorFlow's C++ log level first, which it reads on import.
 def __getattr__(name):
   if name in _DEFINED_IN:
     return getattr(importlib.import_module(f'{__name__}.{_DEFINED_IN[name]}'),

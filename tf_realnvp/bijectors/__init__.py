@@ -1,14 +1,4 @@
-"""RealNVP bijectors, composable with `tfp.bijectors`.
-
-The direction, once for the whole package: every bijector here maps data to
-latent in `forward`, `z = f(x)`, the direction of the density and of the
-paper's equations, and `inverse` samples. TFP's distributions sample through
-their bijector's `forward`, so every flow of this package is built by
-`tf_realnvp.flows.from_data_to_latent(layers, ...)`: the layers in
-the order they apply to data, TFP's own noise-to-data bijectors (MAF, FFJORD)
-among them as `tfb.Invert(...)`, and the distribution's bijector the
-`tfb.Invert` of their chain.
-"""
+"""RealNVP bijectors, composable with `tfp.bijectors`: data to latent."""
 
 from tf_realnvp.bijectors.actnorm import ActNorm
 from tf_realnvp.bijectors.affine_coupling import AffineCoupling

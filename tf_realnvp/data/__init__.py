@@ -1,11 +1,4 @@
-"""The data layer: where examples come from, and the stream of batches.
-
-One description type (`Source`, made once per run by `describe(name)`), one
-module per source (`toys`, `tfds_source`, `folder`, `npz`), the paper's
-preprocessing and the dequantization (`preprocessing`), and the stateless
-stream (`pipeline`). `catalog` tells the sources apart by the name, in one
-place.
-"""
+"""The data layer: where examples come from, and the stream of batches."""
 
 from tf_realnvp.data.catalog import describe
 from tf_realnvp.data.pipeline import batches

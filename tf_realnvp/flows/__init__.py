@@ -1,12 +1,4 @@
-"""Flows: the `Flow` distribution, RealNVP's multi-scale architecture, the
-flows it is compared with, the registry `make_flow`, and the objective.
-
-    flow.py       Flow, from_data_to_latent, and what reads any flow
-    realnvp.py    RealNVP(event_shape, ...): the paper's architecture
-    baselines.py  MAF, IAF and FFJORD on vectors
-    registry.py   FLOWS and make_flow(kind, event_shape, **settings)
-    objective.py  the training loss and the unit of the reported figure
-"""
+"""Flows: `Flow`, RealNVP, the flows it is compared with, the objective."""
 
 from tf_realnvp.flows.flow import context_of
 from tf_realnvp.flows.flow import couplings

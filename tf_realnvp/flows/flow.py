@@ -117,12 +117,6 @@ def from_data_to_latent(layers, event_shape, dtype=tf.float32,
   result is a `Flow` named `name`, or `default_name` when it is `None`.
   With `reversible`, training rebuilds the layers' inputs from their outputs
   instead of keeping them (`bijectors.Reversible`).
-
-  `from_data_to_latent(layers, event_shape)` is where every flow of this
-  package is made: a `Flow` (a `tfd.TransformedDistribution` over a standard
-  Normal) whose data-to-latent map applies `layers` in list order. The other
-  functions read a flow of any kind: its log-density and samples with or
-  without a context, its couplings and their L2 term, a tempered copy.
   """
   base = tfd.Sample(tfd.Normal(tf.zeros([], dtype), tf.ones([], dtype)),
                     sample_shape=event_shape)

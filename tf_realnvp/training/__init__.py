@@ -1,11 +1,4 @@
-"""Training: the optimizer, the strategies, the compiled step and the loop.
-
-    optimizers.py  FusedAdam, the learning-rate schedule, Polyak averaging
-    strategies.py  the tf.distribute strategy, the chief, the data shards
-    step.py        TrainStep: the compiled update on the next batch
-    loop.py        train_and_evaluate: checkpoints, summaries, progress,
-                   evaluation, samples and the export of a run
-"""
+"""Training: the optimizer, the strategies, the compiled step and the loop."""
 
 from tf_realnvp.training.loop import train_and_evaluate
 from tf_realnvp.training.loop import Training

@@ -1,5 +1,4 @@
-"""The optimizer: Adam with fused updates, its learning-rate schedule and
-Polyak averaging of the weights."""
+"""The optimizer: fused Adam, its learning-rate schedule, Polyak averaging."""
 
 import contextlib
 
