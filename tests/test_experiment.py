@@ -68,6 +68,7 @@ def test_only_settings_given_conflict(settings, message):
     (dict(flow='ffjord', num_coupling_layers=None, mixed_precision=True),
      'mixed_precision.*ffjord'),
     (dict(batch_size=0), 'batch_size must be at least 1, got 0'),
+    (dict(channels=2), '--channels must be 1 or 3, got 2'),
     (dict(hidden_units=(8, 0)), 'hidden_units'),
     (dict(learning_rate=-1.), 'learning_rate must be positive'),
     (dict(clip_norm=0.), 'clip_norm must be positive'),

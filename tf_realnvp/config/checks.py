@@ -45,6 +45,8 @@ def check_values(config):
     value = getattr(config, name)
     if value is not None and value < 0:
       raise ConfigError(f'--{name} must be at least 0, got {value}.')
+  if config.channels not in (None, 1, 3):
+    raise ConfigError(f'--channels must be 1 or 3, got {config.channels}.')
   if config.hidden_units is not None and (
       not config.hidden_units or min(config.hidden_units) < 1):
     raise ConfigError('--hidden_units must be one or more widths of at least '
@@ -148,6 +150,19 @@ def ignored_settings(config, source):
   if config.channels is not None and not source.is_folder:
     unused.append('channels')
   return unused
+
+
+def check_replicas(config, replicas):
+  """The checks of a run's settings against the replicas it trains on,
+  known once the strategy is made."""
+  if (replicas > 1 and config.recompute != 'none'
+      and config.batch_norm in ('networks', 'both')):
+    raise ConfigError(
+        f'--recompute={config.recompute} with --batch_norm='
+        f'{config.batch_norm} needs one device: the recomputed batch '
+        f'statistics of {replicas} replicas would be synchronized in the '
+        'backward pass, which MirroredStrategy cannot order. Use '
+        '--recompute=none or --batch_norm=none.')
 
 
 def check_evaluation(config):

@@ -267,8 +267,6 @@ def check_resumable(config, saved, data):
 
 def _describe(config):
   """The dataset's `data.Source` (reads no images; lists a folder)."""
-  if config.channels not in (None, 1, 3):
-    raise ConfigError(f'--channels must be 1 or 3, got {config.channels}.')
   try:
     return data_lib.describe(config.dataset, config.image_size,
                              config.channels, config.data_dir,

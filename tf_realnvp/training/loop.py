@@ -20,6 +20,7 @@ from tf_realnvp import console
 from tf_realnvp import evaluation
 from tf_realnvp import flows
 from tf_realnvp.bijectors.actnorm import initialize_actnorms
+from tf_realnvp.config import checks
 from tf_realnvp.config import experiment as experiment_lib
 from tf_realnvp.config import hardware
 from tf_realnvp.config import run_dir
@@ -117,16 +118,9 @@ def train_and_evaluate(experiment, devices=None):
   try:
     strategy = strategies.make_strategy(config.strategy, devices)  # First.
     strategies.per_replica_batch_size(config.batch_size, strategy)
-    if (strategy.num_replicas_in_sync > 1 and config.recompute != 'none'
-        and config.batch_norm in ('networks', 'both')):
-      raise ValueError(
-          f'--recompute={config.recompute} with --batch_norm='
-          f'{config.batch_norm} needs one device: the recomputed batch '
-          f'statistics of {strategy.num_replicas_in_sync} replicas would be '
-          'synchronized in the backward pass, which MirroredStrategy cannot '
-          'order. Use --recompute=none or --batch_norm=none.')
   except ValueError as error:
     raise experiment_lib.ConfigError(str(error)) from None
+  checks.check_replicas(config, strategy.num_replicas_in_sync)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   chief = strategies.is_chief(strategy)
