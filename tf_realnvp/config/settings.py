@@ -121,7 +121,8 @@ class Config:
       None, 'realnvp (affine couplings), nice (additive couplings), nsf '
       '(rational-quadratic spline couplings) or glow (actnorm, invertible 1x1 '
       'convolution, affine coupling) on any data; maf, iaf or ffjord on 2-D '
-      'data only (default: realnvp for images, nsf for 2-D data, measured in '
+      f'data only (default: {presets.IMAGE_DEFAULTS["flow"]} for images, '
+      f'{presets.VECTOR_DEFAULTS["flow"]} for 2-D data, measured in '
       'BENCHMARKS.md).')
   num_scales: Optional[int] = _field(
       None, 'Images: scales of the multi-scale architecture (default: 2, the '
@@ -189,16 +190,21 @@ class Config:
       'BENCHMARKS.md).')
   epochs: Optional[float] = _field(
       None, 'Epochs to train, if --train_steps is unset (default for images: '
-      '100, as the PyTorch reference implementation, chrischute/real-nvp).')
+      f'{presets.IMAGE_DEFAULTS["epochs"]}, as the PyTorch reference '
+      'implementation, chrischute/real-nvp).')
   learning_rate: Optional[float] = _field(
       None, 'Adam learning rate, after the warmup and before any decay '
-      '(default on 2-D data: 1e-2 for realnvp, 5e-3 for nsf, measured in '
-      'BENCHMARKS.md; '
-      'else 1e-3, the paper\'s).')
+      '(default on 2-D data: '
+      f'{presets.VECTOR_FLOW_DEFAULTS["realnvp"]["learning_rate"]:g} for '
+      f'realnvp, {presets.VECTOR_FLOW_DEFAULTS["nsf"]["learning_rate"]:g} '
+      'for nsf, measured in BENCHMARKS.md; else '
+      f'{presets.PAPER_RECIPE["learning_rate"]:g}, the paper\'s).')
   warmup_steps: Optional[int] = _field(
       None, 'Raise the learning rate linearly from 0 to --learning_rate over '
-      'this many updates (default: 200 for realnvp and nsf on 2-D data, at '
-      'most a tenth of the run, else 0).')
+      'this many updates (default: '
+      f'{presets.VECTOR_FLOW_DEFAULTS["nsf"]["warmup_steps"]} for realnvp '
+      'and nsf on 2-D data, at most '
+      f'{presets.WARMUP_SHARE:.0%} of the run, else 0).')
   lr_decay: Optional[str] = _field(
       None, 'After the warmup: none (constant learning rate) or cosine (to '
       '--lr_decay_floor * --learning_rate at the end of the run) (default: '
