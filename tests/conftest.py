@@ -47,6 +47,7 @@ SLOWEST_FILES = (
     'test_loop.py',
     'test_conditional.py',
     'test_scoring.py',
+    'test_docs.py',
     'test_first_tweaks.py',
     'test_hardware.py',
     'test_datasets.py',
