@@ -92,7 +92,7 @@ def check_model(config, data):
       raise ConfigError(f'--recompute applies to the couplings of realnvp, '
                         f'nice, nsf and glow, not to {what}; leave it unset.')
     if (config.recompute == 'invertible'
-        and config.batch_norm in ('couplings', 'both')):
+        and config.batch_norm in config_lib.BATCH_NORM_AFTER_COUPLINGS):
       raise ConfigError(
           f'--recompute=invertible cannot rebuild the input of the '
           f'--batch_norm={config.batch_norm} layers, which normalize with '
@@ -156,7 +156,7 @@ def check_replicas(config, replicas):
   """The checks of a run's settings against the replicas it trains on,
   known once the strategy is made."""
   if (replicas > 1 and config.recompute != 'none'
-      and config.batch_norm in ('networks', 'both')):
+      and config.batch_norm in config_lib.BATCH_NORM_IN_NETWORKS):
     raise ConfigError(
         f'--recompute={config.recompute} with --batch_norm='
         f'{config.batch_norm} needs one device: the recomputed batch '

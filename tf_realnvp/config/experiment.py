@@ -47,9 +47,9 @@ class Experiment:
     settings = {argument: getattr(config, field)
                 for field, argument in checks.MODEL_FIELDS.items()
                 if getattr(config, field) is not None}
-    if config.batch_norm in ('couplings', 'both'):
+    if config.batch_norm in config_lib.BATCH_NORM_AFTER_COUPLINGS:
       settings['batch_norm_couplings'] = True
-    if config.batch_norm in ('networks', 'both'):
+    if config.batch_norm in config_lib.BATCH_NORM_IN_NETWORKS:
       settings['conditioner_options'] = dict(batch_norm=True)
     if config.recompute != 'none':
       settings['recompute'] = config.recompute

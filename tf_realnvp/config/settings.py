@@ -14,6 +14,10 @@ class ConfigError(ValueError):
 
 # The values of the enumerated settings (the flows: `tf_realnvp.flows.FLOWS`).
 BATCH_NORMS = ('none', 'networks', 'couplings', 'both')
+# Where each --batch_norm puts batch normalization: inside the s/t networks,
+# after the couplings (the BatchNorm bijector).
+BATCH_NORM_IN_NETWORKS = ('networks', 'both')
+BATCH_NORM_AFTER_COUPLINGS = ('couplings', 'both')
 LR_DECAYS = ('none', 'cosine')
 STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker')
 PRESETS = ('none', 'paper')
