@@ -32,19 +32,22 @@ AT_LEAST_ONE = ('batch_size', 'train_steps', 'num_scales', 'num_res_blocks',
 AT_LEAST_ZERO = ('warmup_steps', 'l2')
 
 
+def _check_at_least(config, names, bound):
+  """Raises a `ConfigError` for the first setting of `names` below `bound`
+  (one left unset, `None`, passes)."""
+  for name in names:
+    value = getattr(config, name)
+    if value is not None and value < bound:
+      raise ConfigError(f'--{name} must be at least {bound}, got {value}.')
+
+
 def check_values(config):
   for name, choices in CHOICES.items():
     if getattr(config, name) not in choices + (None,):
       raise ConfigError(f'--{name} must be one of {", ".join(choices)}; got '
                         f'{getattr(config, name)!r}.')
-  for name in AT_LEAST_ONE:
-    value = getattr(config, name)
-    if value is not None and value < 1:
-      raise ConfigError(f'--{name} must be at least 1, got {value}.')
-  for name in AT_LEAST_ZERO:
-    value = getattr(config, name)
-    if value is not None and value < 0:
-      raise ConfigError(f'--{name} must be at least 0, got {value}.')
+  _check_at_least(config, AT_LEAST_ONE, 1)
+  _check_at_least(config, AT_LEAST_ZERO, 0)
   if config.channels not in (None, 1, 3):
     raise ConfigError(f'--channels must be 1 or 3, got {config.channels}.')
   if config.hidden_units is not None and (
@@ -167,11 +170,8 @@ def check_replicas(config, replicas):
 
 def check_evaluation(config):
   """The checks of an `EvaluationConfig`."""
-  for name in ('num_dequantizations', 'importance_samples', 'eval_batches',
-               'score_batch'):
-    value = getattr(config, name)
-    if value is not None and value < 1:
-      raise ConfigError(f'--{name} must be at least 1, got {value}.')
+  _check_at_least(config, ('num_dequantizations', 'importance_samples',
+                           'eval_batches', 'score_batch'), 1)
   if not config.temperature > 0:
     raise ConfigError(
         f'--temperature must be positive, got {config.temperature}.')
