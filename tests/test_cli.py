@@ -23,6 +23,8 @@ from tf_realnvp.config import presets
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A line of TensorFlow's C++ logging ("I0000 00:00:17... port.cc:153] ...")
 # or absl's banner before it.
+# The flow train.py trains on images unless told otherwise.
+IMAGE_FLOW = presets.IMAGE_DEFAULTS['flow']
 CPP_LOG_LINE = re.compile(r'^[IWEF]\d{4} |absl::InitializeLog', re.MULTILINE)
 
 
@@ -47,7 +49,7 @@ def run(args, tmp_path, timeout=300, **kwargs):
     (dict(dataset='cifar10', num_scales=6, download=False),
      '--num_scales: 32x32 images are too small for num_scales=6'),
     (dict(dataset='mnist', hidden_units=(8,), download=False),
-     '--hidden_units does not apply to realnvp on mnist'),
+     f'--hidden_units does not apply to {IMAGE_FLOW} on mnist'),
     # Learned dequantization is of 8-bit pixels; 2-D data are continuous.
     (dict(dataset='8gaussians', dequantization='variational'),
      '--dequantization does not apply to nsf on 8gaussians'),
@@ -81,7 +83,7 @@ def resolve_as_train_py(config, errors, capsys):
 # datasets are looked up in an empty folder, so reading them would fail.
 @pytest.mark.parametrize('args, message', [
     (['train.py', '--dataset=mnist', '--hidden_units=8', '--download=false'],
-     '--hidden_units does not apply to realnvp on mnist'),
+     f'--hidden_units does not apply to {IMAGE_FLOW} on mnist'),
     (['evaluate.py', '--model_dir=nowhere', '--temperature=0'],
      '--temperature must be positive'),
 ], ids=['train.py', 'evaluate.py'])

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from runs import TINY_IMAGE_MODEL
 
 from tests.test_cli import resolve_as_train_py
 from tf_realnvp import config as config_lib
@@ -25,8 +26,8 @@ from tf_realnvp.data import sources
 from tf_realnvp.data import tfds_source
 
 # The smallest run that trains and evaluates an image model.
-TINY = dict(num_scales=1, num_res_blocks=1, num_filters=4, batch_size=4,
-            train_steps=2, eval_batches=1, export=False)
+TINY = dict(TINY_IMAGE_MODEL, batch_size=4, train_steps=2,
+            eval_batches=1, export=False)
 # Pixel values of the two classes of the generated folder.
 CLASS_VALUES = {'dark': 40, 'light': 200}
 

@@ -124,7 +124,7 @@ def test_resolve_fills_the_defaults_of_the_data_and_the_flow():
   assert cifar.config.dequantization == presets.IMAGE_DEFAULTS[
       'dequantization'] == 'uniform'
   assert moons.dequantization is None
-  assert cifar.config.learning_rate == 1e-3 and cifar.config.flow == 'realnvp'
+  assert cifar.config.learning_rate == 1e-3 and cifar.config.flow == 'glow'
   assert cifar.data.event_shape == (32, 32, 3) and cifar.data.is_image
   assert cifar.metric(32 * 32 * 3 * np.log(2.)) == pytest.approx(1.)
   maf = experiment.resolve(config_lib.Config(flow='maf')).config

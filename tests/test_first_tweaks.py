@@ -14,6 +14,7 @@ import typing
 
 import pytest
 import tensorflow_datasets as tfds
+from runs import TINY_IMAGE_MODEL
 
 from tf_realnvp import config as config_lib
 from tf_realnvp import training
@@ -25,8 +26,7 @@ DATASETS = {
     # 2 steps the compilation would be most of the time; `2d-jit` compiles).
     '2d': dict(num_coupling_layers=2, hidden_units=(8,), jit=False),
     # Mock MNIST (16 images per split), a one-scale model.
-    'image': dict(dataset='mnist', batch_size=8, num_scales=1,
-                  num_res_blocks=1, num_filters=4),
+    'image': dict(dataset='mnist', batch_size=8, **TINY_IMAGE_MODEL),
 }
 SHORT = dict(train_steps=2, eval_batches=1, export=False)
 MOCK_EXAMPLES = 16

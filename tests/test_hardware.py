@@ -13,6 +13,7 @@ import shutil
 
 import pytest
 import tensorflow_datasets as tfds
+from runs import TINY_IMAGE_MODEL
 
 from tf_realnvp import config as config_lib
 from tf_realnvp import evaluation
@@ -20,12 +21,13 @@ from tf_realnvp import flows
 from tf_realnvp import training
 from tf_realnvp.config import experiment
 from tf_realnvp.config import hardware
+from tf_realnvp.config import presets
 
 NATIVE_CPU = 'this CPU computes bfloat16 natively: avx512_bf16'
 EMULATING_CPU = 'this CPU has neither amx_bf16 nor avx512_bf16'
 # Mock MNIST (16 images per split), a one-scale model, one step.
-IMAGES = dict(dataset='mnist', batch_size=8, num_scales=1, num_res_blocks=1,
-              num_filters=4, train_steps=1, eval_batches=1, export=False)
+IMAGES = dict(dataset='mnist', batch_size=8, **TINY_IMAGE_MODEL,
+              train_steps=1, eval_batches=1, export=False)
 POINTS = dict(num_coupling_layers=2, hidden_units=(8,), train_steps=1,
               eval_batches=1, export=False)
 
@@ -108,11 +110,12 @@ def test_the_default_precision_is_bfloat16_for_images_on_native_hardware(
 def test_a_flow_without_bfloat16_networks_stays_float32(
     monkeypatch, native_cpu):
   """No image flow has one today; one added would take float32."""
-  realnvp = flows.FLOWS['realnvp']
-  monkeypatch.setitem(flows.FLOWS, 'realnvp', dataclasses.replace(
-      realnvp, image_settings=tuple(setting for setting in
-                                    realnvp.image_settings
-                                    if setting != 'network_dtype')))
+  name = presets.IMAGE_DEFAULTS['flow']
+  family = flows.FLOWS[name]
+  monkeypatch.setitem(flows.FLOWS, name, dataclasses.replace(
+      family, image_settings=tuple(setting for setting in
+                                   family.image_settings
+                                   if setting != 'network_dtype')))
   resolved = experiment.resolve(config_lib.Config(dataset='mnist')).config
   assert resolved.mixed_precision is False
 

@@ -44,7 +44,8 @@ def run(tmp_path_factory):
   keras.utils.set_random_seed(0)
   model_dir = str(root / 'run')
   training.train_and_evaluate(experiment.resolve(config_lib.Config(
-      dataset=f'folder:{folders["train"]}', image_size=SIZE, num_scales=1,
+      dataset=f'folder:{folders["train"]}', flow='realnvp', image_size=SIZE,
+      num_scales=1,
       num_res_blocks=1, num_filters=8, batch_size=32, train_steps=250,
       eval_every=250, model_dir=model_dir)))
   return model_dir, folders
