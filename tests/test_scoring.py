@@ -190,12 +190,14 @@ def test_evaluate_draws_the_manifold_of_four_test_images(evaluated):
     ('folder:HELD_OUT', 0, '--score_batch must be at least 1'),
     ('folder:HELD_OUT', 101, '--score_batch=101 exceeds the 100 examples'),
 ])
-def test_bad_input_is_one_line_and_exit_code_2(run, capsys, dataset,
-                                               score_batch, message):
+def test_bad_input_is_one_line_and_exit_code_2(run, capsys, monkeypatch,
+                                               dataset, score_batch, message):
   """As `evaluate.py` runs `score_run`: `console.exit_on_errors` with
-  `ConfigError` as exit code 2."""
+  `ConfigError` as exit code 2, before any example is scored."""
   model_dir, folders = run
   dataset = dataset.replace('HELD_OUT', folders['held_out'])
+  monkeypatch.setattr(scoring, 'score',
+                      lambda *args, **kwargs: pytest.fail('scored first'))
   with pytest.raises(SystemExit) as exit_info:
     console.exit_on_errors(scoring.score_run, {experiment.ConfigError: 2})(
         model_dir, dataset, score_batch=score_batch)

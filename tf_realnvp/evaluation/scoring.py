@@ -255,12 +255,10 @@ def score_run(model_dir, dataset, num_dequantizations=1, score_batch=None):
   else:
     examples = source.read('test')
     names = range(examples.size)
+  _check_score_batch(score_batch, examples.size, dataset)  # Before scoring.
   scored = scorer(examples)
   ids = [names[i] for i in scored.index]
-  if score_batch is not None and score_batch > len(ids):
-    raise experiment_lib.ConfigError(
-        f'--score_batch={score_batch} exceeds the {len(ids)} examples read '
-        f'from {dataset}.')
+  _check_score_batch(score_batch, len(ids), dataset)  # Without unreadable ones.
   test = scorer(run_data.read('test', strict=config.strict_data))
   name = experiment_lib.run_name(source)
   path = os.path.join(model_dir, 'scores', name)
@@ -290,6 +288,13 @@ def score_run(model_dir, dataset, num_dequantizations=1, score_batch=None):
                                         seed=config.seed)}
   logging.info('Scores: %s', json.dumps(summary))
   return summary
+
+
+def _check_score_batch(score_batch, count, dataset):
+  if score_batch is not None and score_batch > count:
+    raise experiment_lib.ConfigError(
+        f'--score_batch={score_batch} exceeds the {count} examples read '
+        f'from {dataset}.')
 
 
 def _write_csv(path, ids, scores, column):
