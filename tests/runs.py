@@ -1,12 +1,14 @@
-"""Shared by the tests that train: a small run on two moons, its training
-and the arrays it checkpointed."""
+"""Shared by the test files: a small run on two moons, its training and the
+arrays it checkpointed; settings resolved as train.py resolves them."""
 
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tf_realnvp import config as config_lib
+from tf_realnvp import console
 from tf_realnvp import training
 from tf_realnvp.config import experiment
 
@@ -64,3 +66,15 @@ def logged_scalars(log_dir, tag):
         if value.tag == tag:
           values[event.step] = float(tf.make_ndarray(value.tensor))
   return values
+
+
+def resolve_as_train_py(config, errors, capsys):
+  """`(exit code, stderr)` of resolving `config` in a `main` wrapped by
+  `console.exit_on_errors(main, errors)`, as train.py wraps its own."""
+  def main(argv):
+    del argv
+    experiment.resolve(config)
+    raise AssertionError('resolved a setting that cannot work')
+  with pytest.raises(SystemExit) as exit_info:
+    console.exit_on_errors(main, errors)(['train.py'])
+  return exit_info.value.code, capsys.readouterr().err

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from runs import resolve_as_train_py
 
 from tf_realnvp import config as config_lib
-from tf_realnvp import console
 from tf_realnvp import data as data_lib
 from tf_realnvp import evaluation
 from tf_realnvp import training
@@ -64,18 +64,6 @@ def test_a_bad_setting_is_one_line_and_exit_code_2_before_any_data(
   assert stderr.startswith('error: ') and message in stderr
   assert stderr.count('\n') == 1, stderr
   assert not (tmp_path / 'run').exists()
-
-
-def resolve_as_train_py(config, errors, capsys):
-  """`(exit code, stderr)` of resolving `config` in a `main` wrapped by
-  `console.exit_on_errors(main, errors)`, as train.py wraps its own."""
-  def main(argv):
-    del argv
-    experiment.resolve(config)
-    raise AssertionError('resolved a setting that cannot work')
-  with pytest.raises(SystemExit) as exit_info:
-    console.exit_on_errors(main, errors)(['train.py'])
-  return exit_info.value.code, capsys.readouterr().err
 
 
 # The same through the scripts themselves, one process for each: absl's

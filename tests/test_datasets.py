@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from runs import TINY_IMAGE_MODEL
+from runs import resolve_as_train_py
 
-from tests.test_cli import resolve_as_train_py
 from tf_realnvp import config as config_lib
 from tf_realnvp import console
 from tf_realnvp import data
