@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 import tensorflow_probability as tfp
+from runs import TINY_IMAGE_MODEL
 
 import tf_realnvp
 from tf_realnvp import bijectors
@@ -315,7 +316,7 @@ def test_a_conditional_image_run_draws_a_row_per_class(tmp_path):
   with tfds.testing.mock_data(num_examples=8):
     config = config_lib.Config(
         dataset='mnist', conditional=True, model_dir=str(tmp_path / 'run'),
-        num_scales=1, num_res_blocks=1, num_filters=4, batch_size=4,
+        **TINY_IMAGE_MODEL, batch_size=4,
         train_steps=2, eval_batches=1)
     result = training.train_and_evaluate(experiment.resolve(config))
     evaluated = evaluation.evaluate(str(tmp_path / 'run'), eval_batches=1)

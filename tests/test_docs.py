@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
+from runs import TINY_IMAGE_MODEL
 
 import tf_realnvp
 from tf_realnvp import config as config_lib
@@ -58,8 +59,7 @@ def photos_run(root):
            test=images(8, (8, 8, 3), seed=1))
   model_dir = str(root / 'photos')
   training.train_and_evaluate(experiment.resolve(config_lib.Config(
-      dataset=f'npz:{root / "photos.npz"}', num_scales=1, num_res_blocks=1,
-      num_filters=4, batch_size=8, train_steps=2, model_dir=model_dir)))
+      dataset=f'npz:{root / "photos.npz"}', **TINY_IMAGE_MODEL, batch_size=8, train_steps=2, model_dir=model_dir)))
   return model_dir
 
 

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from runs import TINY_IMAGE_MODEL
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
@@ -272,8 +273,7 @@ def mixed_run(tmp_path_factory):
            test=rng.randint(0, 256, (8, 8, 8, 3)).astype(np.uint8))
   config = tf_realnvp.config.Config(
       dataset=f'npz:{root / "images.npz"}', model_dir=str(root / 'run'),
-      mixed_precision=True, num_scales=1, num_res_blocks=1, num_filters=4,
-      batch_size=8, train_steps=2, learning_rate=0.1, ema_decay=0.5,
+      mixed_precision=True, **TINY_IMAGE_MODEL, batch_size=8, train_steps=2, learning_rate=0.1, ema_decay=0.5,
       eval_batches=1, export=True)
   training.train_and_evaluate(experiment.resolve(config))
   return root / 'run'

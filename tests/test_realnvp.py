@@ -424,14 +424,16 @@ def test_weight_scale_l2_sums_the_squared_gains():
   assert sum(g is not None for g in gradients) == len(gains)
 
 
-# Affine couplings on images: in image_glow and image_batch_norm.
+# Affine couplings on images: in image_glow and image_batch_norm; squeezes
+# and a factor-out in image_glow, one scale in the others.
 EMPTY_BATCH_FLOWS = {
     'vector': ((5,), {}),
     'image_glow': ((8, 8, 3), dict(step='glow')),
     'vector_glow': ((5,), dict(step='glow')),
-    'image_additive': ((8, 8, 3), dict(coupling='additive')),
-    'image_batch_norm': ((8, 8, 3), dict(
-        batch_norm_couplings=True, conditioner_options=dict(batch_norm=True))),
+    'image_additive': ((4, 4, 3), dict(coupling='additive', num_scales=1)),
+    'image_batch_norm': ((4, 4, 3), dict(
+        num_scales=1, batch_norm_couplings=True,
+        conditioner_options=dict(batch_norm=True))),
     'vector_batch_norm': ((5,), dict(batch_norm_couplings=True)),
 }
 
