@@ -498,10 +498,10 @@ def test_the_paper_preset(name, expected):
   resolved = experiment.resolve(
       config_lib.Config(dataset=name, preset='paper')).config
   assert {k: getattr(resolved, k) for k in expected} == expected
-  assert resolved.batch_size == 64
+  assert (resolved.batch_size, resolved.flow) == (64, 'realnvp')
   explicit = experiment.resolve(config_lib.Config(
-      dataset=name, preset='paper', num_res_blocks=1)).config
-  assert explicit.num_res_blocks == 1
+      dataset=name, preset='paper', num_res_blocks=1, flow='glow')).config
+  assert (explicit.num_res_blocks, explicit.flow) == (1, 'glow')
 
 
 @pytest.mark.parametrize('settings, message', [
