@@ -53,15 +53,15 @@ RAMP_MAX_STEPS = 200
 # 64 feature maps, and downscale only once." CelebA and LSUN are trained at
 # 64 x 64 (their preprocessing: `tf_realnvp.data`). `num_scales` counts the
 # squeezes plus one: 32 -> 4 is 3 squeezes, 64 -> 4 is 4. The comments give
-# the test bits/dim of Table 1. The paper's flow has affine couplings
-# without Glow's steps (the image default).
-_PAPER_32 = dict(flow='realnvp', num_scales=4, num_res_blocks=4,
-                 num_filters=32, batch_size=64)
-_PAPER_64 = dict(flow='realnvp', num_scales=5, num_res_blocks=2,
-                 num_filters=32, batch_size=64, image_size=64)
+# the test bits/dim of Table 1. Every preset has the paper's flow: affine
+# couplings, without the Glow steps of the image default.
+_PAPER = dict(flow='realnvp', batch_size=64)
+_PAPER_32 = dict(_PAPER, num_scales=4, num_res_blocks=4, num_filters=32)
+_PAPER_64 = dict(_PAPER, num_scales=5, num_res_blocks=2, num_filters=32,
+                 image_size=64)
 PAPER_PRESETS = {
-    'cifar10': dict(flow='realnvp', num_scales=2, num_res_blocks=8,
-                    num_filters=64, batch_size=64),  # 3.49
+    'cifar10': dict(_PAPER, num_scales=2, num_res_blocks=8,
+                    num_filters=64),  # 3.49
     'downsampled_imagenet/32x32': dict(_PAPER_32, image_size=32),  # 4.28
     'downsampled_imagenet/64x64': _PAPER_64,  # 3.98
     'lsun/bedroom': _PAPER_64,  # 2.72

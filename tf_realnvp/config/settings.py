@@ -114,8 +114,8 @@ class Config:
   preset: str = _field(
       'none', 'paper: the settings the paper used for this dataset (Dinh et '
       'al. 2017, Sec. 4.1): its flow (realnvp), scales, residual blocks, '
-      'feature maps, image size and batch size, for cifar10, downsampled_imagenet/32x32 and '
-      '64x64, lsun/bedroom, lsun/tower, lsun/church_outdoor and celeb_a; '
+      'feature maps, image size and batch size, for cifar10, '
+      'downsampled_imagenet/32x32 and 64x64, lsun/bedroom, lsun/tower, lsun/church_outdoor and celeb_a; '
       'flags given explicitly win.')
   random_flip: bool = _field(True, 'Images: random horizontal flips in training.')
 
