@@ -59,7 +59,8 @@ def photos_run(root):
            test=images(8, (8, 8, 3), seed=1))
   model_dir = str(root / 'photos')
   training.train_and_evaluate(experiment.resolve(config_lib.Config(
-      dataset=f'npz:{root / "photos.npz"}', **TINY_IMAGE_MODEL, batch_size=8, train_steps=2, model_dir=model_dir)))
+      dataset=f'npz:{root / "photos.npz"}', **TINY_IMAGE_MODEL, batch_size=8,
+      train_steps=2, model_dir=model_dir)))
   return model_dir
 
 

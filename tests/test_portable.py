@@ -273,8 +273,8 @@ def mixed_run(tmp_path_factory):
            test=rng.randint(0, 256, (8, 8, 8, 3)).astype(np.uint8))
   config = tf_realnvp.config.Config(
       dataset=f'npz:{root / "images.npz"}', model_dir=str(root / 'run'),
-      mixed_precision=True, **TINY_IMAGE_MODEL, batch_size=8, train_steps=2, learning_rate=0.1, ema_decay=0.5,
-      eval_batches=1, export=True)
+      mixed_precision=True, **TINY_IMAGE_MODEL, batch_size=8, train_steps=2,
+      learning_rate=0.1, ema_decay=0.5, eval_batches=1, export=True)
   training.train_and_evaluate(experiment.resolve(config))
   return root / 'run'
 

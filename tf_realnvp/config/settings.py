@@ -115,8 +115,8 @@ class Config:
       'none', 'paper: the settings the paper used for this dataset (Dinh et '
       'al. 2017, Sec. 4.1): its flow (realnvp), scales, residual blocks, '
       'feature maps, image size and batch size, for cifar10, '
-      'downsampled_imagenet/32x32 and 64x64, lsun/bedroom, lsun/tower, lsun/church_outdoor and celeb_a; '
-      'flags given explicitly win.')
+      'downsampled_imagenet/32x32 and 64x64, lsun/bedroom, lsun/tower, '
+      'lsun/church_outdoor and celeb_a; flags given explicitly win.')
   random_flip: bool = _field(True, 'Images: random horizontal flips in training.')
 
   # Model: settings of tf_realnvp.make_flow; unset, the flow's own default.
