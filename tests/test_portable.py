@@ -262,9 +262,9 @@ def run_evaluate_py(evaluate_py, *args):
 @pytest.fixture(scope='module')
 def mixed_run(tmp_path_factory):
   """The directory of an image run of the default flow trained in mixed
-  bfloat16, with --export: 8x8 RGB images in an .npz file, a one-scale model, two steps
-  with averaged weights, a learning rate that moves them well away from
-  the identity couplings they start as."""
+  bfloat16, with --export: 8x8 RGB images in an .npz file, a one-scale
+  model, two steps with averaged weights, a learning rate that moves them
+  well away from the identity couplings they start as."""
   root = tmp_path_factory.mktemp('mixed')
   rng = np.random.RandomState(0)
   np.savez(root / 'images.npz',
